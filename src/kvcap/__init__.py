@@ -1,0 +1,42 @@
+"""kvcap: how much KV cache a model gets on a device under an inference engine.
+
+The public API (heavy parts are imported lazily, so `import kvcap` stays light):
+
+    import kvcap
+    p = kvcap.plan("llama3_1_8b", "m2-max-64gb", engine="mlc", mode="interactive", quantization="q4f16_1")
+    p.kv_tokens, p.binding.name, p.engine_config
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import DeviceError, InsufficientMemory, KvcapError, ModelError, OptionsError
+
+__version__ = "0.1.0"
+
+
+def load_model(source):
+    """A catalog name, config.json path, model folder or config dict -> ModelSpec."""
+    from .model import load_model as _load
+    return _load(source)
+
+
+def get_device(name=None, **kwargs):
+    """A catalog device by name, or a custom one (`backend=`, `memory=`) -> DeviceSpec."""
+    from .device import get_device as _get
+    return _get(name, **kwargs)
+
+
+def plan(model, device, engine: str = "mlc", **options: Any):
+    """Plan the KV cache of `model` on `device` under `engine` with the engine's own options."""
+    from .engines import get_engine
+    from .device.spec import DeviceSpec
+    from .model.spec import ModelSpec
+    m = model if isinstance(model, ModelSpec) else load_model(model)
+    d = device if isinstance(device, DeviceSpec) else get_device(device)
+    return get_engine(engine).plan(m, d, options)
+
+
+__all__ = ["plan", "load_model", "get_device", "KvcapError", "ModelError", "DeviceError", "OptionsError",
+           "InsufficientMemory", "__version__"]

@@ -1,0 +1,59 @@
+"""Command line: argument parsing only. Each command lives in `commands/<name>.py` with
+`HELP`, `add_arguments(parser)` and `run(args) -> int`; this file wires them and turns
+kvcap's errors into one-line messages and exit codes (2 bad input, 1 does not fit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+from importlib.util import find_spec
+
+from . import __version__
+from .errors import KvcapError
+
+# Order is the order of `kvcap --help`. A command whose module is absent is not offered.
+COMMANDS = ("plan", "compare", "fit", "launch", "models", "inspect", "devices", "validate",
+            "probe", "verify", "plot", "web")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other bad input
+        self.exit(2, f"kvcap: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kvcap", description="How much KV cache a model gets on a device under an engine.")
+    parser.add_argument("--version", action="version", version=f"kvcap {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        if find_spec(f"kvcap.commands.{name}") is None:
+            continue
+        mod = import_module(f"kvcap.commands.{name}")
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KvcapError as e:
+        print(f"kvcap: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("kvcap: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

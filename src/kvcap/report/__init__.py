@@ -1,0 +1,1 @@
+"""Reports: text (terminal) and JSON renderings of a Plan."""
