@@ -30,3 +30,10 @@ class DeviceSpec:
     macos: int | None = None            # the macOS major whose working-set rule was applied
     memory_source: str = ""             # how memory_bytes was obtained, in words
     kind: str = ""                      # "gpu", "mac", "phone", "tablet", "soc", "cpu"
+    source: str = ""                    # where the catalog entry's facts come from (devices.md §, URLs)
+    confidence: str = ""                # devices.md's tag for the memory figure: "A", "B" or "C"
+    gpu_cores: int | None = None        # GPU cores (Apple) where the entry names one bin
+    # iOS/iPadOS process memory limit (jetsam), approximately, without and with the
+    # com.apple.developer.kernel.increased-memory-limit entitlement (devices.md §5).
+    app_memory_limit_bytes: int | None = None
+    app_memory_limit_increased_bytes: int | None = None
