@@ -125,6 +125,8 @@ class ModelSpec:
     quantization: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # Exact stored parameter bytes by dtype when read from real files (safetensors, GGUF, MLC).
     stored_bytes: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False)
+    # How many tensors those files hold (0 when nothing was read from files).
+    stored_tensors: int = field(default=0, compare=False, hash=False)
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     # ---- derived views -------------------------------------------------------------------
