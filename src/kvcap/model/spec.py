@@ -51,7 +51,12 @@ class StateTensor:
 
 @dataclass(frozen=True)
 class Layer:
-    """One decoder layer as a cache sees it."""
+    """One decoder layer as a cache sees it.
+
+    `layers` holds one entry per decoder layer, then any MTP blocks (is_mtp). A parallel hybrid,
+    whose decoder layer runs attention and an SSM side by side (Falcon-H1), is two entries for
+    that layer — the attention one, then the RECURRENT one — so every entry has one kind.
+    """
 
     kind: str = FULL
     num_kv_heads: int = 0
@@ -65,6 +70,8 @@ class Layer:
     state: tuple[StateTensor, ...] = ()  # RECURRENT
     kv_source: int | None = None       # reuses the cache of this layer index (cross-layer sharing)
     is_mtp: bool = False               # a multi-token-prediction / next-n block
+    index_head_dim: int = 0            # MLA with a sparse-attention indexer (DeepSeek V3.2): the
+                                       # indexer's own key per token, in elements, besides the latent
 
     @property
     def kv_elems_per_token(self) -> int:
@@ -128,6 +135,9 @@ class ModelSpec:
     # How many tensors those files hold (0 when nothing was read from files).
     stored_tensors: int = field(default=0, compare=False, hash=False)
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # One-line facts a reader should know (what was assumed from a default, what an engine may
+    # treat differently), shown by `kvcap inspect`.
+    notes: tuple[str, ...] = field(default=(), compare=False, hash=False)
 
     # ---- derived views -------------------------------------------------------------------
     @property
