@@ -1,0 +1,38 @@
+"""Caps on what the model readers read, so an odd or hostile file costs bounded time and memory.
+
+Every reader checks a declared size against these caps and against the real file size *before*
+it reads or allocates, and its error names the cap that was hit. Pass a `ReadLimits` to
+`load_model(..., limits=...)` to raise or lower them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import OptionsError
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    # The safetensors crate refuses headers above 100,000,000 bytes (tensor.rs, MAX_HEADER_SIZE).
+    max_safetensors_header: int = 100_000_000
+    # GGUF key/value metadata + tensor infos (everything before the tensor data). A 262k-token
+    # vocabulary with scores, types and merges is ~10 MB; the cap also bounds the time spent
+    # skipping a declared array of millions of strings.
+    max_gguf_metadata: int = 64 << 20
+    # A JSON side file: safetensors index, tensor-cache.json (tens of MB for the largest models).
+    max_json: int = 64 << 20
+    # Files one model may span (sharded safetensors, split GGUF, MLC params shards).
+    max_files: int = 10_000
+    # Tensors one model may declare in all its files together.
+    max_tensors: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_safetensors_header", "max_gguf_metadata", "max_json",
+                     "max_files", "max_tensors"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise OptionsError(f"ReadLimits.{name} must be a positive int, got {value!r}")
+
+
+DEFAULT_LIMITS = ReadLimits()
