@@ -12,14 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import DeviceError, InsufficientMemory, KvcapError, ModelError, OptionsError
+# Load the `kvcap.plan` module first: importing a submodule later would rebind `kvcap.plan`
+# from the function below to the module. (It holds only dataclasses: light.)
+from . import plan as _plan_module  # noqa: F401
 
 __version__ = "0.1.0"
 
 
-def load_model(source):
-    """A catalog name, config.json path, model folder or config dict -> ModelSpec."""
+def load_model(source, **kwargs):
+    """A catalog name, HF id, config.json, .gguf, model folder or config dict -> ModelSpec
+    (`offline=True` never goes online; `limits=ReadLimits(...)` caps header reads)."""
     from .model import load_model as _load
-    return _load(source)
+    return _load(source, **kwargs)
 
 
 def get_device(name=None, **kwargs):

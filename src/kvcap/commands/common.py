@@ -11,7 +11,14 @@ from ..errors import OptionsError
 
 
 def add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="catalog name (see `kvcap models`), config.json, or a model folder")
+    p.add_argument("model", help="catalog name (see `kvcap models`), HF id, config.json, .gguf file, or a model folder")
+    p.add_argument("--offline", action="store_true",
+                   help="never fetch from the Hugging Face Hub (also: HF_HUB_OFFLINE=1)")
+
+
+def model_from_args(args: argparse.Namespace):
+    from ..model import load_model
+    return load_model(args.model, offline=True if getattr(args, "offline", False) else None)
 
 
 def add_device(p: argparse.ArgumentParser, required: bool = False) -> None:

@@ -52,10 +52,9 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from .. import plan as make_plan
-    from ..model import load_model
     from ..report import text
 
-    model = load_model(args.model)
+    model = common.model_from_args(args)
     device = common.device_from_args(args)
     p = make_plan(model, device, engine=args.engine, **options_from_args(args))
     if args.json:
