@@ -9,12 +9,11 @@ The public API (heavy parts are imported lazily, so `import kvcap` stays light):
 
 from __future__ import annotations
 
+import sys as _sys
+from types import ModuleType as _ModuleType
 from typing import Any
 
 from .errors import DeviceError, InsufficientMemory, KvcapError, ModelError, OptionsError
-# Load the `kvcap.plan` module first: importing a submodule later would rebind `kvcap.plan`
-# from the function below to the module. (It holds only dataclasses: light.)
-from . import plan as _plan_module  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -41,6 +40,19 @@ def plan(model, device, engine: str = "mlc", **options: Any):
     d = device if isinstance(device, DeviceSpec) else get_device(device)
     return get_engine(engine).plan(m, d, options)
 
+
+class _Package(_ModuleType):
+    """Keeps `kvcap.plan` the function: importing the submodule `kvcap.plan` (the Plan ledger)
+    would otherwise rebind the package attribute to that module. The module stays reachable
+    as `from kvcap.plan import Plan` (sys.modules)."""
+
+    def __setattr__(self, name, value):
+        if name == "plan" and isinstance(value, _ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 __all__ = ["plan", "load_model", "get_device", "KvcapError", "ModelError", "DeviceError", "OptionsError",
            "InsufficientMemory", "__version__"]
