@@ -61,7 +61,7 @@ class _Meta:
         value = self.raw(key)
         if value is None:
             if default is ...:
-                raise ModelError(f"{self.where}: GGUF metadata has no {self.arch}.{key}")
+                raise ModelError(f"{self.where}: missing GGUF key {self.arch}.{key}")
             return default
         if isinstance(value, tuple):
             value = self.uniform(key, value)
@@ -134,7 +134,7 @@ def config_from_gguf(meta: Mapping[str, Any], tensors: Sequence[GGUFTensor] | No
     """
     arch = meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
-        raise ModelError(f"{where}: GGUF metadata has no general.architecture")
+        raise ModelError(f"{where}: missing GGUF key general.architecture")
     if arch == "clip":
         raise ModelError(f"{where}: a multimodal projector (mmproj) GGUF, not a language model; give the model's own GGUF")
     model_type = ARCH_MODEL_TYPE.get(arch)
@@ -176,6 +176,13 @@ def config_from_gguf(meta: Mapping[str, Any], tensors: Sequence[GGUFTensor] | No
     ftype = meta.get("general.file_type")
     cfg["torch_dtype"] = _TYPE_DTYPE.get(FILE_TYPES.get(ftype, "") if isinstance(ftype, int) else "", "float16")
     _sliding(m, cfg, cfg["num_hidden_layers"])
+    # What llama.cpp itself sizes its cache from (`llama_hparams::n_embd_k_gqa`): kept verbatim so
+    # an engine policy can tell an absorbed-MLA GGUF (key_length 576, one KV head) from an old one.
+    cfg["_gguf"] = {"architecture": arch, "block_count": blocks, "key_length": key_len, "value_length": value_len,
+                    "head_count_kv": m.raw("attention.head_count_kv"),
+                    "key_length_mla": m.get_int("attention.key_length_mla", default=None),
+                    "value_length_mla": m.get_int("attention.value_length_mla", default=None),
+                    "nextn_predict_layers": nextn}
 
     experts = m.get_int("expert_count", default=0, allow_zero=True)
     if experts and model_type == "llama":

@@ -206,9 +206,10 @@ def checkpoint_files(folder: Path, limits: ReadLimits = DEFAULT_LIMITS) -> list[
         if missing:
             raise ModelError(f"{folder}: the index names {len(missing)} missing file(s), e.g. {missing[0]} (incomplete download?)")
         return [folder / n for n in sorted(names)]
-    if (folder / SINGLE).is_file():
+    # A dangling symlink (an interrupted hub download) counts, so that reading it fails loudly.
+    found = sorted(p for p in folder.glob("*.safetensors") if p.is_file() or p.is_symlink())
+    if folder / SINGLE in found:
         return [folder / SINGLE]
-    found = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
     if len(found) <= 1:
         return found
     shards = [p for p in found if _SHARD.match(p.name)]
