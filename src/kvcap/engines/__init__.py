@@ -9,6 +9,7 @@ Unknown option names are refused with the list of the engine's options (base.che
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 from types import ModuleType
 
@@ -35,6 +36,9 @@ def available() -> list[str]:
 
 def get_engine(name: str) -> ModuleType:
     key = ALIASES.get(name.lower(), name.lower())
+    loaded = sys.modules.get(f"{__name__}.{ENGINES.get(key, '')}")
+    if loaded is not None:  # already imported: skip the file-system search of available()
+        return loaded
     if key not in ENGINES or key not in available():
         raise OptionsError(f"unknown engine {name!r}; supported: {', '.join(available())}")
     return import_module(f"{__name__}.{ENGINES[key]}")
