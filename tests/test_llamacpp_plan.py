@@ -198,3 +198,13 @@ def test_quantized_kv_never_fewer_tokens(gib, kv):
     f16 = plan(memory=f"{gib}GiB", n_seq_max=1, flash_attn="on").kv_tokens
     quant = plan(memory=f"{gib}GiB", n_seq_max=1, flash_attn="on", type_k=kv, type_v=kv).kv_tokens
     assert quant >= f16
+
+
+def test_what_ifs_when_memory_binds():
+    p = plan(memory="12GiB", n_seq_max=1)
+    by = {w.change: w for w in p.what_if}
+    q8 = by["q8_0 KV cache"]
+    assert q8.kv_tokens > p.kv_tokens and q8.engine_config["type_k"] == "q8_0" and "-ctk q8_0" in q8.knob
+    assert by["twice the device memory"].kv_tokens >= q8.kv_tokens or by["twice the device memory"].binding == "context_window"
+    # a context the user set is not bound by memory: no KV-type what-if to offer
+    assert not [w for w in plan(n_ctx=8192).what_if if "KV cache" in w.change]

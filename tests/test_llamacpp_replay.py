@@ -83,3 +83,13 @@ def test_ollama_case_needs_a_version(cases):
     case["engine_version"] = None
     with pytest.raises(Skip, match="engine_version"):
         replay_llamacpp.replay(case)
+
+
+def test_seqs_field_follows_the_log_format(cases):
+    # since the per-sequence streams the line prints "%2u/%u seqs" (n_seq_max / n_stream)
+    case = by_id(cases, "llamacpp-unsloth-7530")
+    case["observed"] = {"kv_seqs": "3/3", "kv_cells": 512, "swa_kv_cells": 512, "swa_kv_layers": 15}
+    assert replay_llamacpp.replay(case)["end_to_end"] == {"kv_seqs": "3/3", "kv_cells": 512, "swa_kv_cells": 512,
+                                                           "swa_kv_layers": 15}
+    case["observed"] = {"kv_seqs": 3}
+    assert replay_llamacpp.replay(case)["end_to_end"] == {"kv_seqs": 3}

@@ -8,6 +8,7 @@ where the build has it, runs `--fit` (llamacpp_fit). Every number lands in the P
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 from ..device.spec import DeviceSpec
@@ -21,6 +22,7 @@ from .llamacpp_kv import Cache, Cparams, kv_padding, memory_module, n_layer as l
 from .llamacpp_memory import Weights, compute_estimate, weights
 from .llamacpp_options import OPTIONS, Settings, settings
 from .llamacpp_types import file_type
+from .llamacpp_whatif import what_ifs
 
 NAME = "llamacpp"
 __all__ = ["NAME", "OPTIONS", "plan", "build", "context_params", "largest_offload", "device_use", "cache_lines"]
@@ -32,6 +34,11 @@ FIT = "src/llama.cpp llama_params_fit_impl"
 
 
 def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -> Plan:
+    base = _plan(model, device, options)
+    return dataclasses.replace(base, what_if=what_ifs(base, _plan, options))
+
+
+def _plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -> Plan:
     return build(model, device, settings(options, device, file_type_hint=file_type_hint(model)), options, NAME)
 
 
@@ -77,7 +84,7 @@ def device_use(model: ModelSpec, w: Weights, cp: Cparams, caches: tuple[Cache, .
     dev_w = sum(w.layers[i] for i in on) + sum(w.experts[first:first + p.experts_on_device])
     output = p.n_gpu_layers > n_layer
     dev_w += w.output if output else 0
-    dev_kv = sum(c.layer_bytes(il) for c in caches for il in on) if cp.offload_kqv else 0
+    dev_kv = sum(b for c in caches for il, b in c.per_layer() if il >= first) if cp.offload_kqv else 0
     compute = compute_estimate(model, caches, cp.n_ubatch, cp.n_ctx, cp.flash_attn, output)
     return {"weights": dev_w, "kv_cache": dev_kv, "compute": compute}
 
@@ -144,6 +151,9 @@ def build(model: ModelSpec, device: DeviceSpec, s: Settings, options: Mapping[st
         warnings.append(f"n_ctx_seq ({cp.n_ctx_seq}) > n_ctx_train ({model.context_window}) -- possible training context overflow")
     for c in caches:
         cache_lines(led, c)
+    if any(c.kind == "rs" for c in caches) and any(c.kind == "kv" and c.n_stream > 1 for c in caches):
+        warnings.append("hybrid model with per-sequence streams: the Dec-2025 source gives each stream the whole "
+                        "n_ctx (create_memory passes cparams.n_ctx); not yet checked against a log")
     led.add("kv_bytes_per_token", per_token_bytes(caches), "bytes",
                         "K+V bytes one more cell costs in the context-sized cache", KVC)
     use = device_use(model, w, cp, caches, placement)

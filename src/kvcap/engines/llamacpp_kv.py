@@ -71,7 +71,11 @@ class Cache:
     rows: tuple[tuple[int, int, int], ...]   # (layer index, K width, V width); RS: (il, n_embd_r, n_embd_s)
 
     def layer_bytes(self, il: int) -> int:
-        return sum(self._k(k) + self._v(v) for i, k, v in self.rows if i == il)
+        return sum(b for i, b in self.per_layer() if i == il)
+
+    def per_layer(self) -> tuple[tuple[int, int], ...]:
+        """(layer index, bytes) of every row."""
+        return tuple((il, self._k(k) + self._v(v)) for il, k, v in self.rows)
 
     def _k(self, width: int) -> int:
         return self.type_k.row_bytes(width) * self.cells * self.n_stream

@@ -108,5 +108,4 @@ def file_type(name: object) -> FileType:
 
 def bytes_at_bits(numel: int, bits: Fraction) -> int:
     """Whole bytes for `numel` weights at `bits` per weight (rounded up)."""
-    q = numel * bits / 8
-    return int(-(-q.numerator // q.denominator))
+    return -(-(numel * bits.numerator) // (8 * bits.denominator))

@@ -204,7 +204,7 @@ def _go_plan(model, device, v, arch, num_ctx, np_, num_batch, fa, kvct, base, vr
     memory = {"weights": use["weights"], "kv_cache": use["kv_cache"], "compute": use["compute"],
               "host_weights": w.total - use["weights"], "host_kv_cache": sum(c.total for c in caches) - use["kv_cache"]}
     return Plan(engine=NAME, model=model, device=device, engine_config=config, memory=memory,
-                binding=Binding(MODE_DEFAULT, "", ""), ledger=tuple(led.lines), kv_tokens=num_ctx * np_,
+                binding=Binding(MODE_DEFAULT, "", ""), ledger=tuple(led.lines), kv_tokens=cells,
                 warnings=tuple(warnings))
 
 

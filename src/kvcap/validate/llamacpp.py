@@ -99,15 +99,22 @@ def _fields(p, observed: dict) -> dict:
     split = any(k.startswith("swa_") for k in observed)
     base = ["kv"] if split else caches   # without swa_ fields the log's KV line is the whole cache
     out: dict[str, Any] = {"n_ctx": p.engine_config.get("n_ctx")}
+    n_seq, n_stream = p.engine_config.get("n_seq_max"), led.get("kv_streams", 1)
+    # "%2u/%u seqs" (n_seq_max / n_stream) since the per-sequence streams; "%2u seqs" before
+    seqs = f"{n_seq}/{n_stream}" if isinstance(observed.get("kv_seqs"), str) else n_seq
     if "kv_cells" in led:
-        out.update(kv_cells=led["kv_cells"], kv_layers=led["kv_layers"], kv_seqs=p.engine_config.get("n_seq_max"))
+        out.update(kv_cells=led["kv_cells"], kv_layers=led["kv_layers"], kv_seqs=seqs)
     k = sum(led.get(f"{c}_k_bytes", 0) for c in base)
     v = sum(led.get(f"{c}_v_bytes", 0) for c in base)
     out.update(kv_size_mib=log_mib(k + v), k_mib=log_mib(k), v_mib=log_mib(v))
     if "kv_swa_bytes" in led:
         out.update(swa_kv_cells=led["kv_swa_cells"], swa_kv_layers=led["kv_swa_layers"],
                    swa_kv_size_mib=log_mib(led["kv_swa_bytes"]), swa_k_mib=log_mib(led["kv_swa_k_bytes"]),
-                   swa_v_mib=log_mib(led["kv_swa_v_bytes"]), swa_kv_seqs=p.engine_config.get("n_seq_max"))
+                   swa_v_mib=log_mib(led["kv_swa_v_bytes"]), swa_kv_seqs=seqs)
+    if "rs_bytes" in led:
+        # llama_memory_recurrent: "size = … (%6u cells, %3d layers, %2u seqs), R (f32): …, S (f32): …"
+        out.update(rs_cells=led["rs_cells"], rs_size_mib=log_mib(led["rs_bytes"]),
+                   r_mib=log_mib(led["rs_k_bytes"]), s_mib=log_mib(led["rs_v_bytes"]))
     return {name: out.get(name) for name in observed}
 
 
