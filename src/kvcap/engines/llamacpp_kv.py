@@ -218,6 +218,16 @@ def state_widths(layer: Layer) -> tuple[int, int]:
 
 
 # ---- the memory module ------------------------------------------------------------------------
+# convert_hf_to_gguf keeps the NextN/MTP blocks as extra blk.N for these (Glm4MoeModel; llama.cpp
+# then sets n_layer_kv_from_start = n_layer - nextn_predict_layers); DeepSeek's and others'
+# converters drop them, so they are neither weights nor layers in llama.cpp.
+MTP_KEPT = ("glm4_moe",)
+
+
+def keeps_mtp(model: ModelSpec) -> bool:
+    return model.model_type in MTP_KEPT
+
+
 def decoder_index(model: ModelSpec) -> tuple[int, ...]:
     """llama.cpp's layer index (blk.N) of each ModelSpec layer entry.
 
@@ -238,7 +248,9 @@ def decoder_index(model: ModelSpec) -> tuple[int, ...]:
 
 
 def n_layer(model: ModelSpec) -> int:
-    return max(decoder_index(model), default=-1) + 1
+    """llama.cpp's n_layer (block_count): decoder layers, plus MTP blocks where the GGUF keeps them."""
+    mtp = sum(1 for l in model.layers if l.is_mtp) if keeps_mtp(model) else 0
+    return model.num_hidden_layers + mtp
 
 
 def memory_module(model: ModelSpec, cp: Cparams) -> tuple[Cache, ...]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from ..model.spec import EMBED, LM_HEAD, ROUTER, ModelSpec, Tensor
-from .llamacpp_kv import Cache, n_layer
+from .llamacpp_kv import Cache, keeps_mtp, n_layer
 from .llamacpp_types import GGML_TYPES, FileType, bytes_at_bits
 
 # "layers.12.", "model.layers.12.", "blk.12.", "h.12.", "blocks.12." -> 12
@@ -63,8 +63,9 @@ def weights(model: ModelSpec, ft: FileType) -> Weights:
     output = embed = 0
     exact = True
     has_head = any(t.role == LM_HEAD for t in model.tensors)
+    parts = _TEXT_PARTS if keeps_mtp(model) else ("text",)
     for t in model.tensors:
-        if t.part not in _TEXT_PARTS:
+        if t.part not in parts:
             continue
         size, ok = tensor_bytes(t, ft)
         if t.role == EMBED and not has_head and not t.dtype:
