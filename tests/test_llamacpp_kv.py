@@ -244,3 +244,15 @@ def test_file_types():
     assert file_type("f16").exact
     with pytest.raises(OptionsError, match="unknown GGUF file type"):
         file_type("Q9_K")
+
+
+def test_builds_before_april_2025_cache_mla_per_head():
+    (kv,) = memory_module(deepseek_r1(2), cp(4096, era="2025-03"))
+    assert kv.total == (128 * 192 + 128 * 128) * 2 * 2 * 4096
+
+
+def test_mtp_blocks_are_layers_only_where_the_gguf_keeps_them():
+    from kvcap.engines.llamacpp_kv import n_layer
+    layers = [Layer(FULL, 8, 128, 128, 32)] * 4 + [Layer(FULL, 8, 128, 128, 32, is_mtp=True)]
+    assert n_layer(spec(layers, model_type="glm4_moe")) == 5      # GLM-4.5: blk.N includes the NextN block
+    assert n_layer(spec(layers, model_type="deepseek_v3")) == 4   # DeepSeek's converter drops it

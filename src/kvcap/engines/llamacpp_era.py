@@ -45,6 +45,8 @@ RULES: dict[str, Rule] = {
     "cli_ctx_4096": Rule("2024-11", "llama-cli/llama-server default -c 4096", "PR #10136; common/common.h"),
     "fit": Rule("2025-12", "-c defaults to 0 (the training context) and --fit (default on) shrinks it to free memory",
                 "common/common.h common_params (n_ctx 0, fit_params true); src/llama.cpp llama_params_fit_impl"),
+    "mla_cache": Rule("2025-04", "MLA models cache the compressed latent (K 576 + V 512) instead of full K/V per head",
+                      "PR #12801 (MLA GGUF keys key_length_mla / value_length_mla)"),
     "mla_v_less": Rule("2026-01", "MLA caches the 576-wide latent as K only; V is not stored",
                        "PR #19067 (V-less cache)"),
     "swa_f16": Rule("2026-04", "the SWA part of the cache stays F16 whatever -ctk/-ctv say",

@@ -55,6 +55,11 @@ class Cparams:
         return 1 if self.kv_unified else self.n_seq_max
 
     @property
+    def mla_latent(self) -> bool:
+        """MLA layers cache the latent (an MLA GGUF on a build that reads it, or a fork's latent layout)."""
+        return self.gguf_mla and (has(self.era, "mla_cache") or self.mla_v_less is True)
+
+    @property
     def v_less(self) -> bool:
         return has(self.era, "mla_v_less") if self.mla_v_less is None else self.mla_v_less
 
@@ -176,21 +181,21 @@ def _has_kv(layer: Layer) -> bool:
 def kv_widths(layer: Layer, cp: Cparams, model: ModelSpec) -> tuple[int, int]:
     """(n_embd_k_gqa, n_embd_v_gqa) of one attention layer, before V padding."""
     if layer.kind == MLA:
-        if cp.gguf_mla:
+        if cp.mla_latent:
             # convert_hf_to_gguf DeepseekV2Model: key_length = kv_lora_rank + rope, value_length =
             # kv_lora_rank, head_count_kv = 1; V-less builds store K only (PR #19067).
             k = layer.kv_lora_rank + layer.qk_rope_head_dim
             return k, 0 if cp.v_less else layer.kv_lora_rank
         if not (layer.num_q_heads and layer.head_dim_k and layer.head_dim_v):
             raise ModelError(f"{model.name}: an MLA layer without per-head dims cannot be priced as a pre-MLA GGUF")
-        # GGUFs without the MLA keys cache decompressed K and V for every head
+        # GGUFs without the MLA keys, and builds before PR #12801, cache decompressed K and V per head
         return layer.num_q_heads * layer.head_dim_k, layer.num_q_heads * layer.head_dim_v
     return layer.num_kv_heads * layer.head_dim_k, layer.num_kv_heads * layer.head_dim_v
 
 
 def head_dims(layer: Layer, cp: Cparams) -> tuple[int, int]:
     """n_embd_head_k / n_embd_head_v as llama.cpp checks them against a quantized block."""
-    if layer.kind == MLA and cp.gguf_mla:
+    if layer.kind == MLA and cp.mla_latent:
         return layer.kv_lora_rank + layer.qk_rope_head_dim, layer.kv_lora_rank
     return layer.head_dim_k, layer.head_dim_v
 
