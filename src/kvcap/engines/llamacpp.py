@@ -173,7 +173,8 @@ def build(model: ModelSpec, device: DeviceSpec, s: Settings, options: Mapping[st
     binding, kv_tokens = _binding(model, device, s, cp, caches, fitted, used, free, placement, n_layer, warnings)
     config = {"n_ctx": cp.n_ctx, "n_ctx_seq": cp.n_ctx_seq, "n_seq_max": cp.n_seq_max, "kv_unified": cp.kv_unified,
               "type_k": cp.type_k.name, "type_v": cp.type_v.name, "flash_attn": s.flash_attn, "swa_full": s.swa_full,
-              "n_ubatch": cp.n_ubatch, "n_gpu_layers": placement.n_gpu_layers, "offload_kqv": s.offload_kqv}
+              "n_batch": min(s.n_batch, cp.n_ctx), "n_ubatch": cp.n_ubatch, "n_gpu_layers": placement.n_gpu_layers,
+              "offload_kqv": s.offload_kqv, "fit": s.fit}
     kv_total = sum(c.total for c in caches)
     memory = {"weights": use["weights"], "kv_cache": use["kv_cache"], "compute": use["compute"],
               "host_weights": w.total - use["weights"], "host_kv_cache": kv_total - use["kv_cache"]}
