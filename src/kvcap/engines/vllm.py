@@ -21,7 +21,7 @@ from ..model.spec import ModelSpec
 from ..plan import INSUFFICIENT, MEMORY, USER_OVERRIDE, Binding, Ledger, Plan
 from .vllm_check import WorkerKV, auto_fit, check, v0_error
 from .vllm_layers import LayerSetup, kv_elem_bytes, layer_specs
-from .vllm_memory import (ERROR_BAR, Placement, ProfileInputs, activation_peak, cudagraph_memory, mxfp4_layout,
+from .vllm_memory import (Placement, ProfileInputs, activation_peak, cudagraph_memory, error_bars, mxfp4_layout,
                           non_torch, quant_method, weights_bytes)
 from .vllm_options import OPTIONS, Resolved, resolve
 from .vllm_pages import Layout, group_layers, num_blocks, pp_partition, report
@@ -66,9 +66,12 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, av
     setup = LayerSetup(r.tp, r.block_size, r.kv_cache_dtype, r.dtype_bytes, r.hybrid_allocator and e.v1,
                        r.mla_backend, e)
     global_layout = group_layers(layer_specs(model, setup), e)
-    workers = _workers(model, r, options, requested, global_layout, available)
+    prof = ProfileInputs(tokens=r.max_num_batched_tokens, requests=min(r.max_num_seqs, r.max_num_batched_tokens),
+                         sampler=r.sampler, tp=r.tp, world=r.tp * r.pp, v1=e.v1, cudagraphs=r.cudagraphs)
+    workers = _workers(model, r, options, requested, global_layout, available, prof)
     lim = min(workers, key=lambda w: w.blocks)
-    _memory_lines(led, r, lim, len(workers), given=available is not None)
+    bars = error_bars(model, prof, not e.at_least(0, 14))
+    _memory_lines(led, r, lim, len(workers), available is not None, bars)
     block = min((g.spec.block_size for g in global_layout.groups), default=r.block_size)
     _page_lines(led, r, global_layout, lim, kv_elem_bytes(setup))
 
@@ -126,10 +129,8 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, av
 
 
 def _workers(model: ModelSpec, r: Resolved, options: Mapping[str, Any], requested: int,
-             global_layout: Layout, given: int | None) -> list[Worker]:
+             global_layout: Layout, given: int | None, prof: ProfileInputs) -> list[Worker]:
     e = r.era
-    prof = ProfileInputs(tokens=r.max_num_batched_tokens, requests=min(r.max_num_seqs, r.max_num_batched_tokens),
-                         sampler=r.sampler, tp=r.tp, world=r.tp * r.pp, v1=e.v1, cudagraphs=r.cudagraphs)
     quant = quant_method(model, options)
     out = []
     stages = pp_partition(model.num_hidden_layers, r.pp, r.pp_partition)
@@ -150,11 +151,10 @@ def _workers(model: ModelSpec, r: Resolved, options: Mapping[str, Any], requeste
     return out
 
 
-def _memory_lines(led: Ledger, r: Resolved, w: Worker, n: int, given: bool) -> None:
+def _memory_lines(led: Ledger, r: Resolved, w: Worker, n: int, given: bool, bar: Mapping[str, int]) -> None:
     src = "v1/worker/gpu_worker.py: determine_available_memory" if r.era.v1 else "worker/worker.py: determine_num_available_blocks"
     who = f" (stage {w.stage} of {n}, the smallest)" if n > 1 else ""
     led.add("weights", w.weights, "bytes", f"parameters one rank loads{who}", "'Model loading took X GiB'")
-    bar = ERROR_BAR
     led.add("activation_peak", w.activation, "bytes", "profile run: max(forward at max_num_batched_tokens, "
             "dummy sampler over max_num_seqs x vocab)", src, estimate=True, note=f"± {bar['activation'] / GiB:.2f} GiB")
     led.add("non_torch_memory", w.non_torch, "bytes", "NCCL, cuBLAS and driver memory growth", src, estimate=True,
@@ -162,11 +162,14 @@ def _memory_lines(led: Ledger, r: Resolved, w: Worker, n: int, given: bool) -> N
     if r.cudagraphs:
         led.add("cudagraph_memory_estimate", w.cudagraph, "bytes", "profile_cudagraph_memory", src, estimate=True,
                 note=f"± {bar['cudagraph'] / GiB:.2f} GiB")
+    total_bar = sum(bar.values())
     formula = ("given (the logged value)" if given else "kv_cache_memory_bytes" if r.kv_cache_memory_bytes is not None else
                "requested_memory - weights - activation_peak - non_torch_memory" +
                (" - cudagraph_memory_estimate" if r.cudagraphs else ""))
     led.add("available_kv_cache_memory", w.available, "bytes", formula, src,
-            estimate=r.kv_cache_memory_bytes is None and not given, note="'Available KV cache memory: X GiB'")
+            estimate=r.kv_cache_memory_bytes is None and not given,
+            note="'Available KV cache memory: X GiB'" + ("" if given or r.kv_cache_memory_bytes is not None
+                                                         else f"; ± {total_bar / GiB:.2f} GiB"))
 
 
 def _page_lines(led: Ledger, r: Resolved, layout: Layout, w: Worker, elem: int) -> None:

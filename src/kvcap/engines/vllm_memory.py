@@ -30,9 +30,9 @@ QUANTIZATIONS = ("fp8", "mxfp4", "awq", "awq_marlin", "gptq", "gptq_marlin")
 # 'sort' was measured on an H100 with PyTorch 2.11: bf16 logits, their fp32 copy, sort values,
 # int64 indices, the sort's scratch, softmax/cumsum/masks/scatter and the probabilities come to
 # 38.02 B and reproduce the 0.10/0.11 H100 logs' activation peaks to 0.05 GiB. 'triton' is fitted
-# on the two 0.19 A100 logs (17.7 and 21.2 B; the safe end); 'flashinfer' (default from 0.21)
-# has no log yet and takes the same value.
-SAMPLER_BYTES_PER_LOGIT = {"sort": 38.02, "triton": 21.0, "flashinfer": 21.0}
+# on the two 0.19 A100 logs (17.7 and 21.2 B; the safe end); 'flashinfer' on the four 0.10.1.1
+# A100 logs that ran FlashInfer's sampler (10 B).
+SAMPLER_BYTES_PER_LOGIT = {"sort": 38.02, "triton": 21.0, "flashinfer": 10.0}
 ACTIVATION_EXTRA = 48 << 20          # other profile-run buffers: the mean residual of 4 H100 logs
 NON_TORCH_V1 = 138 << 20             # one GPU, V1: the llm-d logs' 'non-torch memory' (0.13-0.14 GiB)
 NON_TORCH_V0 = 424 << 20             # V0 logs show 0.35 and 1.79 GiB; the minimax fit of both
@@ -41,7 +41,6 @@ NON_TORCH_V0 = 424 << 20             # V0 logs show 0.35 and 1.79 GiB; the minim
 NON_TORCH_MULTI_BASE = 820 << 20
 NON_TORCH_PER_PEER = 532 << 20
 CUDAGRAPH_ESTIMATE = 512 << 20       # profile_cudagraph_memory (0.20+): graph logs show 0.1-1.0 GiB
-ERROR_BAR = {"activation": 0.35 * GiB, "non_torch": 0.5 * GiB, "cudagraph": 0.5 * GiB}
 
 
 @dataclass(frozen=True)
@@ -210,3 +209,17 @@ def non_torch(p: ProfileInputs) -> int:
 
 def cudagraph_memory(p: ProfileInputs) -> int:
     return CUDAGRAPH_ESTIMATE if p.cudagraphs else 0
+
+
+def error_bars(model: ModelSpec, p: ProfileInputs, before_0_14: bool) -> dict[str, int]:
+    """How far each estimated term may be off (docs/vllm-estimate.md, 'Error bars')."""
+    activation = 100 << 20
+    if p.v1 and before_0_14:
+        # Before 0.14 the V1 sampler used FlashInfer whenever it was installed (an optional
+        # extra): the sort path costs this much more, and kvcap cannot tell which ran.
+        activation += int(p.requests * model.vocab_size
+                          * (SAMPLER_BYTES_PER_LOGIT["sort"] - SAMPLER_BYTES_PER_LOGIT["flashinfer"]))
+    non_torch_bar = (100 << 20) if p.v1 else (750 << 20)
+    if p.world > 1:
+        non_torch_bar = 1300 << 20
+    return {"activation": activation, "non_torch": non_torch_bar, "cudagraph": 512 << 20 if p.cudagraphs else 0}

@@ -170,7 +170,9 @@ def resolve(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) ->
     sampler = _sampler(options, e)
     eager = _bool(options, "enforce_eager", False)
     cg_default = e.cudagraph_estimate_default
-    cudagraphs = e.cudagraph_estimate_exists and _bool(options, "estimate_cudagraphs", cg_default) and not eager
+    # gpu_worker.py: determine_available_memory skips the graph estimate on ROCm.
+    cudagraphs = (e.cudagraph_estimate_exists and _bool(options, "estimate_cudagraphs", cg_default) and not eager
+                  and device.backend != "rocm")
     hybrid = e.hybrid_allocator and not _bool(options, "disable_hybrid_kv_cache_manager", False)
     partition = options.get("pp_layer_partition")
     parts = None
