@@ -186,3 +186,20 @@ def test_pipeline_stage_with_more_layers_gets_fewer_blocks():
     blocks = [num_blocks(4 * GiB, s) for s in stages]
     assert blocks == [4 * GiB // (65536 * 17), 4 * GiB // (65536 * 16)]
     assert min(blocks) == blocks[0]
+
+
+def test_chunked_local_attention_llama4_pattern():
+    # Llama-4-like: three 8192-token chunked-local layers to one full layer, 48 layers, 8 KV heads.
+    local = Layer("chunked", num_kv_heads=8, head_dim_k=128, head_dim_v=128, num_q_heads=40, window=8192)
+    lay = layout_of(model(([local] * 3 + [full()]) * 12, heads=40), setup(version="0.11.0"))
+    # 36 local + 12 full layers: groups of 12 -> 3 local groups + 1 full, 12 pools of 64 KiB pages.
+    assert len(lay.groups) == 4 and lay.group_size == 12 and lay.bytes_per_block == 65536 * 12
+    # At 131072 tokens and 8192 batched: full 8192 pages; each local group
+    # ceil(min(8192 + 8192, 131072) / 16) = 1024 pages.
+    assert blocks_per_request(lay, 131072, 8192) == 8192 + 3 * 1024
+    blocks = num_blocks(100 * GiB, lay)
+    tokens, conc = report(lay, blocks, 131072, 8192, era("0.21.0"))
+    assert conc == blocks / (8192 + 3 * 1024) and tokens == int(conc * 131072)
+    # Without the hybrid manager every layer pays for the whole request.
+    flat = layout_of(model(([local] * 3 + [full()]) * 12, heads=40), setup(version="0.11.0", hybrid=False))
+    assert flat.mode == "uniform" and blocks_per_request(flat, 131072, 8192) == 8192

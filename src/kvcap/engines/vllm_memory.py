@@ -70,22 +70,26 @@ def _stage_holds(t: Tensor, where: Placement, tied: bool) -> bool:
 
 
 def quant_method(model: ModelSpec, options: Mapping[str, Any]) -> str | None:
-    """vLLM's --quantization, else the checkpoint's quantization_config.quant_method."""
+    """vLLM's --quantization, else the checkpoint's quant_method (None: unquantized)."""
     q = options.get("quantization")
     if q in (None, "", "none", "None"):
-        cfg = model.quantization or model.config.get("quantization_config") or {}
-        q = cfg.get("quant_method") if isinstance(cfg, Mapping) else None
+        q = _quant_config(model).get("method") or _quant_config(model).get("quant_method")
     if q is None:
         return None
     q = str(q).lower()
-    if q not in QUANTIZATIONS:
-        raise OptionsError(f"quantization {q!r} is not priced by kvcap's vLLM policy; supported: {', '.join(QUANTIZATIONS)}")
+    if q not in QUANTIZATIONS and not model.stored_bytes:
+        raise OptionsError(f"quantization {q!r} is not priced by kvcap's vLLM policy; supported: {', '.join(QUANTIZATIONS)}"
+                           f" (or a checkpoint folder whose stored bytes kvcap can read)")
     return q
 
 
 def _quant_config(model: ModelSpec) -> Mapping[str, Any]:
-    cfg = model.quantization or model.config.get("quantization_config") or {}
-    return cfg if isinstance(cfg, Mapping) else {}
+    """The normalised scheme the model readers attach, else the config's quantization_config."""
+    if model.quantization:
+        return model.quantization
+    cfg = model.config
+    qc = cfg.get("quantization_config") or (cfg.get("text_config") or {}).get("quantization_config")
+    return qc if isinstance(qc, Mapping) else {}
 
 
 def tensor_bytes(t: Tensor, numel: int, dtype_bytes: int, quant: str | None, qcfg: Mapping[str, Any],
@@ -145,7 +149,7 @@ def weights_bytes(model: ModelSpec, where: Placement, dtype_bytes: int, quant: s
                   mxfp4: str = "marlin") -> int:
     """model_memory_usage ('Model loading took X GiB') of one rank."""
     qcfg = _quant_config(model)
-    total = 0
+    total = held = 0
     for t in model.tensors:
         if not _stage_holds(t, where, model.tie_word_embeddings):
             continue
@@ -156,7 +160,13 @@ def weights_bytes(model: ModelSpec, where: Placement, dtype_bytes: int, quant: s
             numel = cdiv(rows, where.tp) * (numel // t.shape[0])
         elif t.shard in (COL, ROW) and t.role != ROUTER:
             numel = cdiv(numel, where.tp)
-        total += tensor_bytes(t, numel, dtype_bytes, quant, qcfg, mxfp4)
+        held += numel
+        if quant is None or quant in QUANTIZATIONS:
+            total += tensor_bytes(t, numel, dtype_bytes, quant, qcfg, mxfp4)
+    if quant is not None and quant not in QUANTIZATIONS:
+        # A scheme kvcap has no vLLM layout for: the checkpoint's stored bytes, this rank's share.
+        everything = sum(t.numel for t in model.tensors) or 1
+        total = sum(model.stored_bytes.values()) * held // everything
     if where.first:
         # get_rope caches one cos/sin table of max_position x rotary_dim in the model dtype.
         total += (model.context_window or 0) * model.head_dim * dtype_bytes
