@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvcap.engines.mlx_cache import (kvcache_capacity, plain_arrays, prefill_chunks, quantized_arrays, rotating_sizes,
-                                     simulate_kvcache)
+from kvcap.engines.mlx_cache import (kvcache_capacity, largest_chunk_scores, plain_arrays, prefill_chunks,
+                                     quantized_arrays, rotating_sizes, simulate_kvcache)
 from kvcap.engines.mlx_weights import Quant, _arrays, page_round
 from kvcap.model.spec import EMBED, LINEAR, NORM
 
@@ -72,3 +72,14 @@ def test_mlx_weight_arrays():
     assert _arrays(32000 * 4096, (32000, 4096), EMBED, Quant(4, 32, "mxfp4"), 2) == (32000 * 2048, 32000 * 128)
     # allocations above one 16 KiB page are rounded up to whole pages
     assert page_round(8192) == 8192 and page_round(20000) == 32768 and page_round(16384) == 16384
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=50_000), st.integers(min_value=1, max_value=5000),
+       st.integers(min_value=1, max_value=60_000))
+def test_largest_chunk_scores_matches_the_chunks(context, step, kv_limit):
+    done, best = 0, 0
+    for n in prefill_chunks(context, step):
+        done += n
+        best = max(best, n * min(done, kv_limit))
+    assert largest_chunk_scores(context, step, kv_limit) == best

@@ -221,3 +221,15 @@ def test_real_log_qwq_32b_on_four_l4():
     e2e = sglang.plan(m, l4, {"tp_size": 4, "engine_version": "0.4.3"})
     assert e2e.line("weights") / GiB == pytest.approx(15.258, abs=0.01)
     assert 1.0 < e2e.kv_tokens / 46611 < 1.15
+
+
+def test_weights_bigger_than_the_gpu_suggest_tensor_parallelism():
+    # 64 MiB of weights on a 1 GiB card with 1 GiB of startup overhead: nothing is free before loading
+    tensors = (Tensor("embed_tokens", (2048, 4096), EMBED, REP), Tensor("w", (4096, 6144), LINEAR, COL))
+    m = spec([Layer(FULL, 2, 64, 64, 8)] * 4, tensors=tensors)
+    p = sglang.plan(m, custom_device("cuda", GiB + 40 * MiB, count=1), {**BASE})
+    assert not p.fits and "do not fit" in p.binding.reason and "--tp-size" in p.binding.reason
+    # tp 2: 40 - 32 = 8 MiB after loading, under the 40 x (1 - 0.5) = 20 MiB slack -> still no pool;
+    # tp 4: 40 - 16 - 20 = 4 MiB for 1 head x 128 x 4 layers x 2 B = 1024 B per token -> 4096 tokens
+    tps = [w for w in p.what_if if w.knob.startswith("--tp-size")]
+    assert [(w.knob, w.kv_tokens) for w in tps] == [("--tp-size 4", 4096)]

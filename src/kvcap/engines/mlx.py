@@ -180,7 +180,11 @@ def _what_ifs(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], 
                           p.binding.name, p.kv_tokens, p.kv_tokens / base if base else None))
 
     if options.get("kv_bits") is None:
-        attempt("a 4-bit KV cache", "--kv-bits 4", {"kv_bits": 4, "quantized_kv_start": 0})
+        attempt("a 4-bit KV cache (its attention materialises the prompt chunk's scores)", "--kv-bits 4",
+                {"kv_bits": 4, "quantized_kv_start": 0})
+    if int(options.get("prefill_step_size", 2048)) > 512:
+        attempt("smaller prompt chunks (smaller attention-score arrays)", "--prefill-step-size 512",
+                {"prefill_step_size": 512})
     if options.get("q_bits") is None and not (model.config or {}).get("quantization"):
         attempt("4-bit weights", "mlx_lm.convert -q", {"q_bits": 4})
     return tuple(out)

@@ -93,6 +93,23 @@ def rotating_sizes(context: int, prefill_step: int, max_size: int) -> tuple[int,
     return peak, size
 
 
+def largest_chunk_scores(context: int, prefill_step: int, kv_limit: int) -> int:
+    """max over prompt chunks of (chunk tokens × keys attended), the keys capped at `kv_limit`.
+
+    The chunks are k full ones of `prefill_step`, then the rest r of the context − 1 tokens, then
+    one token (prefill_chunks); keys grow with each chunk, so only the last of each size matters.
+    """
+    if context < 1:
+        return 0
+    k, r = divmod(context - 1, prefill_step)
+    best = min(context, kv_limit)                      # the last, single token
+    if k:
+        best = max(best, prefill_step * min(k * prefill_step, kv_limit))
+    if r:
+        best = max(best, r * min(context - 1, kv_limit))
+    return best
+
+
 @dataclass(frozen=True)
 class LayerArrays:
     """One layer's cache as mlx-lm allocates it at the peak: K and V arrays, bytes each."""

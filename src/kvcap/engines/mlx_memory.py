@@ -15,7 +15,7 @@ from ..errors import ModelError, OptionsError
 from ..model.spec import CHUNKED, FULL, MLA, NONE, RECURRENT, SLIDING, Layer, ModelSpec
 from ..plan import Ledger
 from ..units import fmt_bytes
-from .mlx_cache import (LayerArrays, kvcache_capacity, plain_arrays, prefill_chunks, quantized_arrays,
+from .mlx_cache import (LayerArrays, kvcache_capacity, largest_chunk_scores, plain_arrays, quantized_arrays,
                         rotating_sizes)
 from .mlx_weights import DTYPE_BYTES, WeightArrays, checkpoint_quant, page_round, weight_arrays
 
@@ -203,8 +203,8 @@ class Need:
 
 def need_at(L: Launch, context: int, batch: int) -> Need:
     """Bytes one generation of `batch` sequences of `context` tokens needs at its peak."""
-    chunks = prefill_chunks(context, L.prefill_step)
     kv_total = 0
+    rotating: dict[int, tuple[int, int]] = {}
     largest, largest_name = L.weights.largest, f"weight {L.weights.largest_name}"
     held: dict[str, int] = {}
     quantized = L.kv_bits is not None and context > L.quantized_kv_start
@@ -223,7 +223,9 @@ def need_at(L: Launch, context: int, batch: int) -> Need:
                     arrays = LayerArrays("QuantizedKVCache", start_tokens, plain.k_bytes + q0.k_bytes, plain.v_bytes + q0.v_bytes)
             kv_len = context
         else:
-            tokens, _final = rotating_sizes(context, L.prefill_step, l.max_size)
+            if l.max_size not in rotating:
+                rotating[l.max_size] = rotating_sizes(context, L.prefill_step, l.max_size)
+            tokens = rotating[l.max_size][0]
             arrays = plain_arrays("RotatingKVCache", batch, l.heads, tokens, l.dk, l.dv, L.dtype_bytes)
             kv_len = min(context, l.max_size - 1 + L.prefill_step)
         key = arrays.kind if l.max_size is None else f"{arrays.kind}({l.max_size})"
@@ -233,11 +235,7 @@ def need_at(L: Launch, context: int, batch: int) -> Need:
             largest, largest_name = arrays.largest, f"a {arrays.kind} array of {tokens:,} tokens"
         if l.unfused or quantized:
             # the biggest [B, q_heads, L, kv] scores array over the prompt chunks
-            done, best = 0, 0
-            for n in chunks:
-                done += n
-                best = max(best, n * min(done, kv_len))
-            s = batch * l.q_heads * best * L.dtype_bytes
+            s = batch * l.q_heads * largest_chunk_scores(context, L.prefill_step, kv_len) * L.dtype_bytes
             scores = max(scores, s)
             if s > largest:
                 largest, largest_name = s, "the attention scores of a prompt chunk (no fused kernel for this shape)"

@@ -221,9 +221,11 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -> Pl
             not in options else "given", src_defaults)
     led.add("cuda_graph_max_bs", d.cuda_graph_max_bs, "", "by GPU memory and tp_size" if "cuda_graph_max_bs"
             not in options else "given", src_defaults)
-    if d.reserved_mib is not None:
-        led.add("reserved_mem", round(d.reserved_mib, 1), "MiB", d.formula, src_defaults)
-    led.add("mem_fraction_static", d.mem_fraction_static, "", d.formula, src_defaults)
+    fraction_formula = d.formula
+    if d.reserved_mib is not None and ", reserved = " in d.formula:
+        fraction_formula, reserved_words = d.formula.split(", reserved = ", 1)
+        led.add("reserved_mem", round(d.reserved_mib, 1), "MiB", reserved_words, src_defaults)
+    led.add("mem_fraction_static", d.mem_fraction_static, "", fraction_formula, src_defaults)
     led.add("dtype", r["dtype"], formula="the checkpoint dtype (float32 cast down)", source="configs/model_config.py _get_and_verify_dtype")
     led.add("startup_overhead", r["overhead"], "bytes", "CUDA context, NCCL and libraries before the weights load",
             estimate="startup_overhead" not in options,
@@ -258,10 +260,13 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -> Pl
     memory = {"weights": w.per_rank, "kv_cache": int(r["tokens"] * r["cell"]),
               "runtime_reserve": int(r["pre"] * (1 - d.mem_fraction_static) * GiB), "startup_overhead": r["overhead"]}
     if r["tokens"] <= 0:
-        need = 1 - r["avail"] / r["pre"] if r["pre"] > 0 else 1.0
-        reason = ("Not enough memory. Please try to increase --mem-fraction-static. "
-                  f"The weights leave no KV pool at mem_fraction_static={d.mem_fraction_static}; "
-                  f"it must exceed {need:.3f} (1 − post/pre)")
+        if r["avail"] <= 0:
+            reason = (f"the weights ({w.per_rank / GiB:.2f} GiB per rank) do not fit the {r['pre']:.2f} GiB free before "
+                      "loading: CUDA runs out of memory while loading them (use more --tp-size or a quantized checkpoint)")
+        else:
+            need = 1 - r["avail"] / r["pre"]
+            reason = ("Not enough memory. Please try to increase --mem-fraction-static. The weights leave no KV pool at "
+                      f"mem_fraction_static={d.mem_fraction_static}; it must exceed {need:.3f} (1 − post/pre)")
         binding = Binding(INSUFFICIENT, reason, SRC_PROFILE)
         engine_config["max_total_num_tokens"] = 0
     else:
@@ -308,6 +313,8 @@ def _what_ifs(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], 
             alt = _resolve(model, dev, {**merged, **extra})
         except (OptionsError, DeviceError):
             return
+        if alt["tokens"] <= 0:
+            return
         gain = alt["tokens"] / base if base > 0 else None
         out.append(WhatIf(change, knob, {"max_total_num_tokens": alt["tokens"],
                                           "mem_fraction_static": alt["d"].mem_fraction_static, **extra},
@@ -328,7 +335,11 @@ def _what_ifs(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], 
                               MEMORY, alt["tokens"], alt["tokens"] / base if base else None))
         except (OptionsError, DeviceError):
             pass
-    tp2 = r["tp"] * 2
-    attempt(f"tensor parallel over {tp2} GPUs", f"--tp-size {tp2}", {"tp_size": tp2},
-            replace(device, count=max(device.count, tp2)))
+    before = len(out)
+    for times in (2, 4, 8):  # the smallest tensor-parallel size that helps (or that fits at all)
+        tp = r["tp"] * times
+        attempt(f"tensor parallel over {tp} GPUs", f"--tp-size {tp}", {"tp_size": tp},
+                replace(device, count=max(device.count, tp)))
+        if len(out) > before:
+            break
     return tuple(out)
