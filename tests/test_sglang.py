@@ -233,3 +233,17 @@ def test_weights_bigger_than_the_gpu_suggest_tensor_parallelism():
     # tp 4: 40 - 16 - 20 = 4 MiB for 1 head x 128 x 4 layers x 2 B = 1024 B per token -> 4096 tokens
     tps = [w for w in p.what_if if w.knob.startswith("--tp-size")]
     assert [(w.knob, w.kv_tokens) for w in tps] == [("--tp-size 4", 4096)]
+
+
+def test_quantized_checkpoint_uses_its_stored_bytes():
+    m = dataclasses.replace(spec([Layer(FULL, 2, 64, 64, 8)] * 4), quantization={"method": "fp8"},
+                            stored_bytes={"float8_e4m3fn": 30 * MiB, "bfloat16": 2 * MiB})
+    one = sglang.plan(m, gpu(10), BASE)
+    assert one.line("weights") == 32 * MiB
+    assert not next(l for l in one.ledger if l.name == "weights").estimate
+    # tp 2: every tensor here splits in half, so each rank holds half the stored bytes (an estimate)
+    two = sglang.plan(m, gpu(10, count=2), {**BASE, "tp_size": 2})
+    line = next(l for l in two.ledger if l.name == "weights")
+    assert line.value == 16 * MiB and line.estimate
+    with pytest.raises(ModelError, match="HuggingFace checkpoints"):
+        sglang.plan(dataclasses.replace(m, quantization={"format": "gguf"}), gpu(10), BASE)
