@@ -190,3 +190,13 @@ def test_fp8_kv_never_fewer_tokens_than_auto(gib, dtype, model):
     fp8 = plan(model, d, max_model_len=4096, kv_cache_dtype=dtype)
     assert fp8.line("num_gpu_blocks") >= auto.line("num_gpu_blocks")
     assert fp8.line("kv_cache_tokens") >= auto.line("kv_cache_tokens")
+
+
+def test_what_ifs_name_the_knob_and_deliver():
+    refused = plan(QWEN32, engine_version="0.11.0", max_model_len=40960, kv_cache_memory_bytes=4 * GiB)
+    shorter = [w for w in refused.what_if if w.knob.startswith("--max-model-len")]
+    assert len(shorter) == 1 and shorter[0].knob == "--max-model-len 16384"
+    assert shorter[0].binding == "user_override" and shorter[0].kv_tokens == 16384
+    ok = plan(max_model_len=8192, engine_version="0.11.0")
+    fp8 = next(w for w in ok.what_if if w.knob == "--kv-cache-dtype fp8")
+    assert fp8.kv_tokens > ok.kv_tokens and fp8.gain == fp8.kv_tokens / ok.kv_tokens

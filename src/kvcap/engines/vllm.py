@@ -18,7 +18,8 @@ from typing import Any, Mapping
 
 from ..device.spec import DeviceSpec
 from ..model.spec import ModelSpec
-from ..plan import INSUFFICIENT, MEMORY, USER_OVERRIDE, Binding, Ledger, Plan
+from ..errors import KvcapError
+from ..plan import INSUFFICIENT, MEMORY, USER_OVERRIDE, Binding, Ledger, Plan, WhatIf
 from .vllm_check import WorkerKV, auto_fit, check, v0_error
 from .vllm_layers import LayerSetup, kv_elem_bytes, layer_specs
 from .vllm_memory import (Placement, ProfileInputs, activation_peak, cudagraph_memory, error_bars, mxfp4_layout,
@@ -47,7 +48,8 @@ class Worker:
     blocks: int
 
 
-def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, available: int | None = None) -> Plan:
+def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, available: int | None = None,
+         what_if: bool = True) -> Plan:
     """The engine policy. `available` replaces the profiled 'Available KV cache memory' of every
     worker with a known value (validate's from-given replay): everything after it is exact."""
     r = resolve(model, device, options)
@@ -123,9 +125,36 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, av
     warnings = []
     if r.tp * r.pp > device.count:
         warnings.append(f"{r.tp * r.pp} GPUs needed (tensor x pipeline parallel) but the device lists {device.count}")
+    kv_tokens = tokens if error is None else 0
+    ifs = _what_ifs(model, device, options, r, kv_tokens, led) if what_if and available is None else ()
     return Plan(engine=NAME, model=model, device=device, engine_config=engine_config, memory=memory,
-                binding=binding, ledger=tuple(led.lines), kv_tokens=tokens if error is None else 0,
+                binding=binding, ledger=tuple(led.lines), kv_tokens=kv_tokens, what_if=ifs,
                 warnings=tuple(warnings), options=dict(options))
+
+
+def _what_ifs(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], r: Resolved, tokens: int,
+              led: Ledger) -> tuple[WhatIf, ...]:
+    """The cheapest knobs that buy KV capacity: fp8 KV, a higher utilization, a shorter request."""
+    tries: list[tuple[str, str, dict]] = []
+    if r.kv_cache_dtype in ("auto", "float16", "bfloat16"):
+        tries.append(("fp8 KV cache", "--kv-cache-dtype fp8", {"kv_cache_dtype": "fp8"}))
+    if r.utilization < 0.95 and r.kv_cache_memory_bytes is None:
+        tries.append(("95 % of GPU memory", "--gpu-memory-utilization 0.95", {"gpu_memory_utilization": 0.95}))
+    try:
+        est = led.get("estimated_max_model_len")
+    except KeyError:
+        est = 0
+    if tokens == 0 and est > 0:
+        tries.append((f"requests of {est} tokens", f"--max-model-len {est}", {"max_model_len": est}))
+    out = []
+    for change, knob, delta in tries:
+        try:
+            alt = plan(model, device, {**options, **delta}, what_if=False)
+        except KvcapError:
+            continue
+        out.append(WhatIf(change, knob, alt.engine_config, alt.binding.name, alt.kv_tokens,
+                          alt.kv_tokens / tokens if tokens else None))
+    return tuple(out)
 
 
 def _workers(model: ModelSpec, r: Resolved, options: Mapping[str, Any], requested: int,
