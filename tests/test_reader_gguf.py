@@ -233,3 +233,36 @@ def test_truncated_or_patched_gguf_never_crashes(tmp_path, cut, patch):
     except ModelError as e:
         assert "\n" not in str(e)
     assert time.monotonic() - start < 5
+
+
+def test_string_arrays_are_skipped_exactly_across_chunk_boundaries(tmp_path):
+    """Strings of every size (some over the 1 MiB read chunk) are walked, and the key after them
+    still reads right."""
+    words = ["a" * (3 << 20), "b", ""] + [f"w{i}" for i in range(3000)] + ["q" * (1 << 20)] * 2 + ["z"]
+    arr = struct.pack("<IQ", 8, len(words)) + b"".join(gguf_string(w) for w in words)
+    data = raw_gguf([gguf_string("tokenizer.ggml.tokens") + struct.pack("<I", 9) + arr, kv_u32("after", 7)], [])
+    g = read_gguf(_write(tmp_path, data))
+    assert g.metadata["tokenizer.ggml.tokens"].count == len(words) and g.metadata["after"] == 7
+    with pytest.raises(ModelError, match="truncated GGUF: an element of 'tokenizer.ggml.tokens'"):
+        read_gguf(_write(tmp_path, data[: len(data) // 2], "cut.gguf"))
+
+
+@pytest.mark.parametrize("data, limits, message", [
+    (raw_gguf([kv_u32(f"k{i}", i) for i in range(5)], []), ReadLimits(max_gguf_keys=4), "ReadLimits.max_gguf_keys"),
+    (raw_gguf([], [tensor_info(f"t{i}", (4,), 0, 32 * i) for i in range(3)]), ReadLimits(max_gguf_tensors=2),
+     "ReadLimits.max_gguf_tensors"),
+    (raw_gguf([gguf_string("a") + struct.pack("<IIQ", 9, 4, 10) + bytes(40)], []), ReadLimits(max_gguf_array=9),
+     "declares 10 elements, above the cap of 9 .ReadLimits.max_gguf_array"),
+])
+def test_gguf_count_caps(tmp_path, data, limits, message):
+    with pytest.raises(ModelError, match=message):
+        read_gguf(_write(tmp_path, data + bytes(256)), limits)
+
+
+def test_worst_case_array_within_the_caps_is_fast(tmp_path):
+    """2M empty strings (the array cap) inside the 64 MiB metadata cap: skipped in about a second."""
+    n = ReadLimits().max_gguf_array
+    data = raw_gguf([gguf_string("t") + struct.pack("<IIQ", 9, 8, n) + bytes(8 * n)], [])
+    start = time.monotonic()
+    assert read_gguf(_write(tmp_path, data)).metadata["t"].count == n
+    assert time.monotonic() - start < 5

@@ -111,8 +111,9 @@ def tensor_nbytes(name: str, type_id: int, shape: tuple[int, ...]) -> tuple[str,
 class _Reader:
     """Reads from a file with every length checked against the file size and the cap."""
 
-    def __init__(self, f: BinaryIO, path: str, size: int, cap: int):
+    def __init__(self, f: BinaryIO, path: str, size: int, cap: int, max_array: int):
         self.f, self.path, self.size, self.cap, self.pos = f, path, size, cap, 0
+        self.max_array = max_array
 
     def _need(self, n: int, what: str) -> None:
         end = self.pos + n
@@ -146,6 +147,41 @@ class _Reader:
     def u64(self, what: str) -> int:
         return self.scalar("Q", 8, what)
 
+    def skip_strings(self, count: int, what: str) -> None:
+        """Skip `count` GGUF strings, reading lengths from 1 MiB chunks (a per-string read and
+        seek costs ~2 us; a 2M-entry array must not take seconds)."""
+        unpack = struct.Struct("<Q").unpack_from
+        buf, off, base = b"", 0, self.pos   # buf[0] sits at file offset `base`
+        size = 0
+        limit = min(self.size, self.cap)
+        left = count
+        while left:
+            # Fast path: walk the strings that lie wholly inside the buffer.
+            while left and off + 8 <= size:
+                end = off + 8 + unpack(buf, off)[0]
+                if end > size:
+                    break
+                off = end
+                left -= 1
+            if not left:
+                break
+            if off + 8 <= size:        # a string running past the buffer: seek over its rest
+                n = unpack(buf, off)[0]
+                self.pos = base + off + 8
+                self._need(n, what)
+                base, buf, off, size = base + off + 8 + n, b"", 0, 0
+                self.f.seek(base)
+                left -= 1
+                continue
+            buf, base, off = buf[off:], base + off, 0
+            buf += self.f.read(max(0, min(1 << 20, limit - base - len(buf))))
+            size = len(buf)
+            if size < 8:
+                self.pos = base
+                self._need(8, what)
+        self.pos = base + off
+        self.f.seek(self.pos)
+
     def string(self, what: str, keep: bool = True) -> str:
         n = self.u64(what)
         if not keep:
@@ -169,10 +205,12 @@ def _value(r: _Reader, vtype: int, key: str) -> Any:
         raise ModelError(f"{r.path}: key {key!r} is an array of unknown GGUF type {etype}")
     least = 8 if etype == _STRING else _SCALARS[etype][1]
     r._need(count * least, f"array {key!r} of {count} elements")  # checked before looping
+    if count > r.max_array:
+        raise ModelError(f"{r.path}: array {key!r} declares {count} elements, above the cap of {r.max_array} "
+                         f"(ReadLimits.max_gguf_array)")
     if etype == _STRING:
         if count > KEEP_STRINGS:
-            for _ in range(count):
-                r.string(f"an element of {key!r}", keep=False)
+            r.skip_strings(count, f"an element of {key!r}")
             return SkippedArray(etype, count)
         return tuple(r.string(f"an element of {key!r}") for _ in range(count))
     code, size = _SCALARS[etype]
@@ -189,7 +227,7 @@ def read_gguf(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> GGUFFile
         with open(path, "rb") as f:
             size = f.seek(0, 2)
             f.seek(0)
-            return _parse(_Reader(f, p, size, limits.max_gguf_metadata), limits)
+            return _parse(_Reader(f, p, size, limits.max_gguf_metadata, limits.max_gguf_array), limits)
     except OSError as e:
         raise ModelError(f"cannot read {p}: {e.strerror or e}") from None
 
@@ -207,8 +245,12 @@ def _parse(r: _Reader, limits: ReadLimits) -> GGUFFile:
     n_tensors, n_kv = r.u64("tensor count"), r.u64("key/value count")
     # Each key/value takes at least 8 + 4 + 1 bytes, each tensor info at least 8 + 4 + 4 + 8.
     r._need(n_kv * 13 + n_tensors * 24, f"{n_kv} key/values and {n_tensors} tensor infos")
-    if n_tensors > limits.max_tensors:
-        raise ModelError(f"{r.path}: declares {n_tensors} tensors, above the cap of {limits.max_tensors} (ReadLimits.max_tensors)")
+    if n_tensors > limits.max_gguf_tensors:
+        raise ModelError(f"{r.path}: declares {n_tensors} tensors, above the cap of {limits.max_gguf_tensors} "
+                         f"(ReadLimits.max_gguf_tensors)")
+    if n_kv > limits.max_gguf_keys:
+        raise ModelError(f"{r.path}: declares {n_kv} metadata keys, above the cap of {limits.max_gguf_keys} "
+                         f"(ReadLimits.max_gguf_keys)")
     meta: dict[str, Any] = {}
     for _ in range(n_kv):
         key = r.string("a metadata key")

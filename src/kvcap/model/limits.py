@@ -7,7 +7,7 @@ it reads or allocates, and its error names the cap that was hit. Pass a `ReadLim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..errors import OptionsError
 
@@ -20,6 +20,12 @@ class ReadLimits:
     # vocabulary with scores, types and merges is ~10 MB; the cap also bounds the time spent
     # skipping a declared array of millions of strings.
     max_gguf_metadata: int = 64 << 20
+    # GGUF counts, which also bound the time spent walking them: real files have ~50 keys,
+    # ~1,200 tensors (experts merged per layer) and arrays up to a ~262k-entry vocabulary;
+    # skipping a 2M-string array takes ~1 s.
+    max_gguf_keys: int = 1 << 16
+    max_gguf_tensors: int = 1 << 16
+    max_gguf_array: int = 1 << 21
     # A JSON side file: safetensors index, tensor-cache.json (tens of MB for the largest models).
     max_json: int = 64 << 20
     # Files one model may span (sharded safetensors, split GGUF, MLC params shards).
@@ -28,11 +34,10 @@ class ReadLimits:
     max_tensors: int = 10_000_000
 
     def __post_init__(self) -> None:
-        for name in ("max_safetensors_header", "max_gguf_metadata", "max_json",
-                     "max_files", "max_tensors"):
-            value = getattr(self, name)
+        for f in fields(self):
+            value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise OptionsError(f"ReadLimits.{name} must be a positive int, got {value!r}")
+                raise OptionsError(f"ReadLimits.{f.name} must be a positive int, got {value!r}")
 
 
 DEFAULT_LIMITS = ReadLimits()
