@@ -41,9 +41,9 @@ def check(dev, rows):
             for heads, group, dim in ((8, 4, 128), (4, 1, 64), (2, 8, 128), (4, 2, 96), (2, 4, 256)):
                 cases.append((layout, chunks, heads, group, dim))
     for layout, chunks, heads, group, dim in cases:
-        kv = make_pool(layout, 64, chunks, heads, dim, torch.float16, dev)
+        kv = make_pool(layout, 96, chunks, heads, dim, torch.float16, dev)
         batch = 5
-        lens = torch.randint(1, 40 * 16, (batch,), generator=g)
+        lens = torch.randint(1, 16 * 16 if chunks == 1 else 40 * 16, (batch,), generator=g)
         lens[0] = 1
         n = int(math.ceil(int(lens.max()) / 16))
         table = torch.randperm(kv.num_pages, generator=g)[: batch * n].reshape(batch, n).to(dev)

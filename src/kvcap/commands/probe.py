@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     layouts = {"single": None, "chunked": chunk} if args.layout == "both" else {args.layout: None if args.layout == "single" else chunk}
     bar = Bar(enabled=not args.quiet)
     result = sweep.run(device, work, sizes, layouts, args.kernel, repeats=args.repeats, warmup=args.warmup,
-                       tolerance=args.tolerance, progress=bar)
+                       tolerance=args.tolerance, progress=bar, copy_bytes=min(GiB, max(64 * MiB, min_pool)))
     if not any(r.points for r in result.layouts.values()):
         raise ProbeError(f"nothing measured on {device.name}: {result.stopped or 'no pool fitted'}")
     command = "kvcap probe " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["probe"] else sys.argv[1:])

@@ -108,6 +108,7 @@ def plot(doc: dict, path: str) -> None:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("KV pool (GiB)")
         ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend()
     ax2.axhline(doc["copy_bandwidth_gbps"], color="gray", linestyle=":", label="copy")

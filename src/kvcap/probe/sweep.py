@@ -104,25 +104,28 @@ def _allocate_pool(device: Device, work: Work, pool_bytes: int, chunk_bytes: int
 
 def measure(device: Device, work: Work, pool_bytes: int, chunk_bytes: int | None, kernel: str,
             repeats: int, warmup: int, tuning: dict[str, int] | None = None) -> tuple[float, ...]:
-    """One measurement: allocate, fill, draw pages, time `repeats` steps, free."""
-    torch = require_torch()
-    kv = None
+    """One measurement: allocate, fill, draw pages, time `repeats` steps, free (also on failure)."""
     try:
-        kv = _allocate_pool(device, work, pool_bytes, chunk_bytes)
-        need = work.batch * work.pages_per_seq
-        if kv.num_pages < need:
-            raise ValueError(f"pool of {fmt_bytes(pool_bytes)} holds {kv.num_pages} pages; the work reads {need}")
-        dev = device.torch_device
-        # Distinct random pages anywhere in the pool (a permutation's head: no page read twice).
-        page_table = torch.randperm(kv.num_pages, device=dev)[:need].reshape(work.batch, work.pages_per_seq)
-        seq_lens = torch.full((work.batch,), work.tokens_per_seq, dtype=torch.int64, device=dev)
-        q = torch.randn(work.batch, work.num_q_heads, work.head_dim, dtype=getattr(torch, work.dtype), device=dev)
-        out = torch.empty_like(q)
-        step = Decoder(kv, page_table, seq_lens, kernel=kernel, **(tuning or {}))
-        return tuple(device.time_steps(lambda: step(q, out), repeats, warmup))
+        return _measure(device, work, pool_bytes, chunk_bytes, kernel, repeats, warmup, tuning)
     finally:
-        del kv
-        device.release()
+        device.release()   # after _measure returned: none of its tensors is referenced any more
+
+
+def _measure(device: Device, work: Work, pool_bytes: int, chunk_bytes: int | None, kernel: str,
+             repeats: int, warmup: int, tuning: dict[str, int] | None) -> tuple[float, ...]:
+    torch = require_torch()
+    kv = _allocate_pool(device, work, pool_bytes, chunk_bytes)
+    need = work.batch * work.pages_per_seq
+    if kv.num_pages < need:
+        raise ValueError(f"pool of {fmt_bytes(pool_bytes)} holds {kv.num_pages} pages; the work reads {need}")
+    dev = device.torch_device
+    # Distinct random pages anywhere in the pool (a permutation's head: no page read twice).
+    page_table = torch.randperm(kv.num_pages, device=dev)[:need].reshape(work.batch, work.pages_per_seq)
+    seq_lens = torch.full((work.batch,), work.tokens_per_seq, dtype=torch.int64, device=dev)
+    q = torch.randn(work.batch, work.num_q_heads, work.head_dim, dtype=getattr(torch, work.dtype), device=dev)
+    out = torch.empty_like(q)
+    step = Decoder(kv, page_table, seq_lens, kernel=kernel, **(tuning or {}))
+    return tuple(device.time_steps(lambda: step(q, out), repeats, warmup))
 
 
 def run(device: Device, work: Work, sizes: list[int], layouts: dict[str, int | None], kernel: str,
@@ -138,7 +141,10 @@ def run(device: Device, work: Work, sizes: list[int], layouts: dict[str, int | N
     stopped: list[str] = []
     copy = 0.0
     try:
-        copy = copy_bandwidth(device, min(copy_bytes, max(2, device.free_bytes() // 4)))
+        if sizes and sizes[0] + _HEADROOM > device.free_bytes():
+            copy_bytes = 0          # nothing will fit: do not spend time on the copy either
+        if copy_bytes:
+            copy = copy_bandwidth(device, min(copy_bytes, max(2, device.free_bytes() // 4)))
     except Exception as e:  # noqa: BLE001 - an allocation failure is reported, anything else raised
         if not is_oom(e):
             raise
