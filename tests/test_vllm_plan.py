@@ -200,3 +200,11 @@ def test_what_ifs_name_the_knob_and_deliver():
     ok = plan(max_model_len=8192, engine_version="0.11.0")
     fp8 = next(w for w in ok.what_if if w.knob == "--kv-cache-dtype fp8")
     assert fp8.kv_tokens > ok.kv_tokens and fp8.gain == fp8.kv_tokens / ok.kv_tokens
+
+
+def test_v0_splits_blocks_over_pipeline_stages_in_its_check():
+    # V0 serves each PP stage's virtual engine from num_gpu_blocks // pp blocks.
+    p = plan(engine_version="0.7.3", max_model_len=16384, pipeline_parallel_size=2, available=GiB)
+    blocks = p.line("num_gpu_blocks")
+    assert blocks == GiB // (65536 * 16) == 1024       # 16 layers a stage, 64 KiB pages
+    assert not p.fits and f"stored in KV cache ({16 * (blocks // 2)})." in p.binding.reason

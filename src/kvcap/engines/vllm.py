@@ -98,7 +98,7 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, av
             led.add("estimated_max_model_len", est, "tokens", "binary search for the longest request that fits",
                     "v1/core/kv_cache_utils.py: estimate_max_model_len")
     elif not e.v1:
-        error = v0_error(max_len, blocks, block)
+        error = v0_error(max_len, blocks, block, r.pp)
     led.add("num_gpu_blocks", blocks, "blocks", "min over workers of available // bytes_per_block",
             "v1/core/kv_cache_utils.py: get_kv_cache_configs" if e.v1 else "worker/worker.py: determine_num_available_blocks")
     tokens, concurrency = report(global_layout, blocks, max_len, r.max_num_batched_tokens, e)

@@ -52,12 +52,12 @@ def too_long_error(era: Era, max_model_len: int, needed: int, available: int, es
     return f"{head} {middle} {tail}"
 
 
-def v0_error(max_model_len: int, num_blocks: int, block_size: int) -> str | None:
-    """worker/worker.py: raise_if_cache_size_invalid."""
+def v0_error(max_model_len: int, num_blocks: int, block_size: int, pp: int = 1) -> str | None:
+    """worker/worker.py: raise_if_cache_size_invalid (V0 splits the blocks over its PP virtual engines)."""
     if num_blocks <= 0:
         return ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
                 "when initializing the engine.")
-    tokens = num_blocks * block_size
+    tokens = block_size * (num_blocks // pp)
     if max_model_len > tokens:
         return (f"The model's max seq len ({max_model_len}) is larger than the maximum number of tokens that can "
                 f"be stored in KV cache ({tokens}). Try increasing `gpu_memory_utilization` or decreasing "
