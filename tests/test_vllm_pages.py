@@ -203,3 +203,11 @@ def test_chunked_local_attention_llama4_pattern():
     # Without the hybrid manager every layer pays for the whole request.
     flat = layout_of(model(([local] * 3 + [full()]) * 12, heads=40), setup(version="0.11.0", hybrid=False))
     assert flat.mode == "uniform" and blocks_per_request(flat, 131072, 8192) == 8192
+
+
+def test_mamba_cache_mode_align_keeps_two_states():
+    s = LayerSetup(tp=1, block_size=16, kv_cache_dtype="auto", model_dtype_bytes=2, hybrid_allocator=True,
+                   mla_backend="FLASHMLA", era=era("0.19.0"), mamba_cache_mode="align")
+    lay = layout_of(qwen35_27b(), s)
+    # 42 attention pages + 2 pages for each of the 3 mamba groups.
+    assert blocks_per_request(lay, 32768, 16384) == 42 + 3 * 2

@@ -66,7 +66,7 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, av
             (" (rounded up)" if e.at_least(0, 14) else ""), "v1/worker/utils.py: request_memory")
 
     setup = LayerSetup(r.tp, r.block_size, r.kv_cache_dtype, r.dtype_bytes, r.hybrid_allocator and e.v1,
-                       r.mla_backend, e)
+                       r.mla_backend, e, r.mamba_cache_mode)
     global_layout = group_layers(layer_specs(model, setup), e)
     prof = ProfileInputs(tokens=r.max_num_batched_tokens, requests=min(r.max_num_seqs, r.max_num_batched_tokens),
                          sampler=r.sampler, tp=r.tp, world=r.tp * r.pp, v1=e.v1, cudagraphs=r.cudagraphs)

@@ -42,6 +42,7 @@ class LayerSetup:
     hybrid_allocator: bool   # hybrid KV cache manager on (False: sliding/local stored as full)
     mla_backend: str         # one of MLA_BACKEND_BLOCK (used only by MLA models)
     era: Era
+    mamba_cache_mode: str = "none"
 
 
 def kv_elem_bytes(setup: LayerSetup) -> int:
@@ -114,7 +115,8 @@ def layer_specs(model: ModelSpec, setup: LayerSetup) -> dict[int, KVSpec]:
                 continue
             state = _state_bytes(layer, setup)
             # The mamba page is padded to the attention page (mamba_page_size_padded).
-            specs[i] = KVSpec(MAMBA, block, state_bytes=state, padded_bytes=max(attn_page, state))
+            specs[i] = KVSpec(MAMBA, block, state_bytes=state, padded_bytes=max(attn_page, state),
+                              mamba_cache_mode=setup.mamba_cache_mode)
         specs = dict(sorted(specs.items()))
     return specs
 

@@ -44,6 +44,7 @@ OPTIONS: dict[str, str] = {
     "flashinfer_sampler": "VLLM_USE_FLASHINFER_SAMPLER (default: per release)",
     "estimate_cudagraphs": "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS (default on from 0.20)",
     "pp_layer_partition": "VLLM_PP_LAYER_PARTITION, e.g. '17,15'",
+    "mamba_cache_mode": "hybrid models: none (default) | align | all — recurrent states kept for prefix caching",
 }
 
 _DTYPES = {"auto", "float16", "half", "bfloat16", "float32", "float"}
@@ -76,6 +77,7 @@ class Resolved:
     cudagraphs: bool
     pp_partition: tuple[int, ...] | None
     gpu_arch: str
+    mamba_cache_mode: str
 
 
 def _int(options: Mapping[str, Any], name: str, default: int | None, minimum: int = 1) -> int | None:
@@ -181,6 +183,13 @@ def resolve(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) ->
             parts = tuple(int(x) for x in str(partition).split(","))
         except ValueError:
             raise OptionsError(f"Invalid partition string: {partition}") from None
+    # config/cache.py: mamba_cache_mode ('none' unless prefix caching picks 'align'/'all'; the
+    # 0.19 Qwen3.5 log of vllm#40691 counts one state a request, i.e. 'none').
+    mamba_mode = str(options.get("mamba_cache_mode", "none"))
+    if mamba_mode not in ("none", "align", "all"):
+        raise OptionsError(f"mamba_cache_mode {mamba_mode!r} must be none, align or all")
+    if mamba_mode != "none" and not e.at_least(0, 17):
+        raise OptionsError(f"mamba_cache_mode needs vLLM 0.17+ (config/cache.py); engine_version is {e.text}")
     offload = options.get("cpu_offload_gb", 0)
     swap = options.get("swap_space", 4)
     for name, value in (("cpu_offload_gb", offload), ("swap_space", swap)):
@@ -196,6 +205,7 @@ def resolve(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) ->
         hybrid_allocator=hybrid, dtype_bytes=DTYPE_BYTES[run_dtype],
         cpu_offload_bytes=int(offload * GiB), swap_space_bytes=int(swap * GiB),
         mla_backend=backend, sampler=sampler, cudagraphs=cudagraphs, pp_partition=parts, gpu_arch=gpu_arch(device),
+        mamba_cache_mode=mamba_mode,
     )
 
 

@@ -33,6 +33,7 @@ class KVSpec:
     window: int = 0           # SLIDING: sliding_window; CHUNKED: attention_chunk_size
     heads: int = 0            # identity only: vLLM keys its groups by the whole spec
     head_size: int = 0
+    mamba_cache_mode: str = "none"   # MAMBA: 'none' | 'align' | 'all' (CacheConfig.mamba_cache_mode)
 
     @property
     def page_size_bytes(self) -> int:
@@ -52,8 +53,11 @@ class KVSpec:
             # ChunkedLocalAttentionSpec: the current chunk plus a prefill chunk.
             return cdiv(min(self.window + max_num_batched_tokens, max_model_len), b) * page
         if self.kind == MAMBA:
-            # MambaSpec: one block per request (no prefix caching of states, no spec decode).
-            return page
+            # MambaSpec: one state per request; 'align' keeps a second for prefix caching, 'all'
+            # one per block of the request (no speculative blocks).
+            if self.mamba_cache_mode == "all":
+                return cdiv(max_model_len, b) * page
+            return page * (2 if self.mamba_cache_mode == "align" else 1)
         return cdiv(max_model_len, b) * page          # FullAttentionSpec, MLAAttentionSpec
 
 
