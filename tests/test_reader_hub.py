@@ -160,3 +160,16 @@ def test_offline_env_values():
     assert hub.offline(None, {"HF_HUB_OFFLINE": "true"}) and hub.offline(None, {"HF_HUB_OFFLINE": "1"})
     assert not hub.offline(None, {"HF_HUB_OFFLINE": "0"}) and not hub.offline(None, {})
     assert hub.offline(True, {}) and not hub.offline(False, {"HF_HUB_OFFLINE": "1"})
+
+
+def test_cached_config_without_weights_fetches_the_headers(fake_hub, tmp_path, monkeypatch):
+    """After a metadata fetch the cache holds config.json only; the headers come from the hub."""
+    from test_reader_hf_cache import make_cached
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    make_cached(tmp_path / "cache", "someorg/tiny-llama", weights=False)
+    assert load_model("someorg/tiny-llama").stored_tensors == 21
+    assert [c[0] for c in fake_hub.calls] == ["download", "headers"]
+    # Offline, the cached config alone is used.
+    fake_hub.calls.clear()
+    m = load_model("someorg/tiny-llama", offline=True)
+    assert m.source.startswith("hf-cache:") and m.stored_tensors == 0 and fake_hub.calls == []

@@ -88,17 +88,22 @@ def _from_repo_id(text: str, repo_id: str, revision: str | None, offline: bool |
                   limits: ReadLimits) -> ModelSpec:
     from . import hub
     from .hf_folder import from_hf_folder
+    from .safetensors_reader import checkpoint_files
+    online = not hub.offline(offline) and hub.available()
     snap = hf_cache.snapshot(repo_id, revision)
     if snap is not None:
         source = f"hf-cache:{repo_id}@{snap.name}"
-        if (snap / "config.json").is_file():
+        if not (snap / "config.json").is_file():
+            return from_path(snap, limits)
+        # A snapshot holding only config.json (what an earlier metadata fetch leaves behind) has
+        # no headers to price the weights: fetch them when allowed, else price from the config.
+        if not online or checkpoint_files(snap, limits):
             return from_hf_folder(snap, repo_id, source, limits)
-        return from_path(snap, limits)
     if revision is None:
         exact = [e for e in catalog.entries() if e.key.lower() == repo_id.lower()]
         if exact:
             return _from_catalog(exact[0])
-    if not hub.offline(offline) and hub.available():
+    if online:
         return hub.from_hub(repo_id, revision, limits, offline)
     hint = ("online lookup is off: --offline or HF_HUB_OFFLINE=1" if hub.offline(offline)
             else "pip install 'kvcap[hf]' to fetch it from the Hugging Face Hub")
