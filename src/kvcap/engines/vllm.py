@@ -63,7 +63,8 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, av
     exact = total * r.utilization
     requested = math.ceil(exact) if e.at_least(0, 14) else math.floor(exact)
     led.add("requested_memory", requested, "bytes", "total_memory x gpu_memory_utilization" +
-            (" (rounded up)" if e.at_least(0, 14) else ""), "v1/worker/utils.py: request_memory")
+            (" (rounded up)" if e.at_least(0, 14) else ""),
+            "v1/worker/utils.py: request_memory" if e.v1 else "worker/worker.py: determine_num_available_blocks")
 
     setup = LayerSetup(r.tp, r.block_size, r.kv_cache_dtype, r.dtype_bytes, r.hybrid_allocator and e.v1,
                        r.mla_backend, e, r.mamba_cache_mode)
@@ -117,7 +118,8 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], *, av
     elif binding is None:
         binding = Binding(MEMORY, f"{blocks:,} blocks of {block} tokens: the available KV memory of the smallest "
                           f"worker ({lim.available / GiB:.2f} GiB) // {lim.layout.bytes_per_block:,} bytes a block",
-                          "v1/core/kv_cache_utils.py: get_num_blocks")
+                          "v1/core/kv_cache_utils.py: get_num_blocks" if e.v1
+                          else "worker/worker.py: determine_num_available_blocks")
     engine_config = _engine_config(r, blocks, block, max_len)
     memory = {"weights": lim.weights, "activation_peak": lim.activation, "non_torch": lim.non_torch,
               "cudagraph": lim.cudagraph, "kv_cache": max(0, blocks) * lim.layout.bytes_per_block,
