@@ -2,6 +2,15 @@
 
 Only towers whose shapes are fixed by a named checkpoint are listed; an unknown tower fails
 closed rather than being priced at zero.
+
+Phi-3/3.5-vision as MLC-LLM builds it (python/mlc_llm/model/phi3v/phi3v_image.py,
+model/vision/clip_vision.py): all 24 CLIP encoder layers are parameters, although the model reads
+the second-to-last layer's output; q/k/v/out projections stay separate (not fused) and carry
+biases; the patch embedding is a bias-free Conv2D and the position table an nn.Embedding. The
+tower (part "vision") is `no_quantization`, so group quantization keeps it in f16, while the
+image projection (part "projector": linear_1 4·1024→3072, linear_2 3072→3072, glb_GN, sub_GN)
+is quantized like the text model. Priced this way Phi-3.5-vision q4f16_1 is 2640.795 MB, as MLC
+logs it (mlc-ai/mlc-llm#3394).
 """
 
 from __future__ import annotations
