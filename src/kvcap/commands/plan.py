@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop the engine's device KV cap (a what-if: the engine itself keeps it)")
     common.add_set(p)
     common.add_json(p)
+    # kvcap advise (advise/report.py plan_extras): ranked what-ifs, and the launch command.
+    p.add_argument("--launch", action="store_true", help="also print the command that starts the engine as planned")
+    p.add_argument("--model-ref", help="with --launch: the path or id the engine should load")
+    p.add_argument("--no-advise", action="store_true", help="skip the ranked what-ifs")
 
 
 def options_from_args(args: argparse.Namespace) -> dict:
@@ -57,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     model = common.model_from_args(args)
     device = common.device_from_args(args)
     p = make_plan(model, device, engine=args.engine, **options_from_args(args))
+    from ..advise.report import plan_extras
+    extra_text, extra_json = plan_extras(p, not args.no_advise, args.launch, args.model_ref)
     if args.json:
-        common.emit_json(p.to_json())
+        common.emit_json({**p.to_json(), **extra_json})
     else:
-        print(text.render(p))
+        print(text.render(p) + ("\n\n" + extra_text if extra_text else ""))
     return 0 if p.fits else 1
