@@ -85,3 +85,15 @@ def test_cli_bad_model_file_is_one_line_exit_2(tmp_path, capsys, content):
     assert main(["plan", str(tmp_path / name), "--device", "m1-8gb"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kvcap: error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_os_errors_while_reading_become_model_errors(tmp_path, monkeypatch):
+    import kvcap.model as km
+    (tmp_path / "model.bin").write_bytes(b"GGUF")
+
+    def denied(path, limits):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(km, "from_path", denied)
+    with pytest.raises(ModelError, match=r"cannot read .*model.bin: Permission denied"):
+        load_model(tmp_path / "model.bin")

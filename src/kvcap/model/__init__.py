@@ -126,13 +126,16 @@ def load_model(source: str | Path | dict, *, offline: bool | None = None,
         return _from_config(source, source.get("_name_or_path") or "", "config")
     text = str(source)
     path = Path(text).expanduser()
-    if path.exists():
-        return from_path(path, limits)
-    if text.lower().endswith(_MODEL_SUFFIXES) or text.startswith((".", "/", "~")):
-        raise ModelError(f"no such file or folder: {text}")
-    repo = hf_cache.parse_repo_id(text)
-    if repo is not None:
-        return _from_repo_id(text, repo[0], repo[1], offline, limits)
+    try:
+        if path.exists():
+            return from_path(path, limits)
+        if text.lower().endswith(_MODEL_SUFFIXES) or text.startswith((".", "/", "~")):
+            raise ModelError(f"no such file or folder: {text}")
+        repo = hf_cache.parse_repo_id(text)
+        if repo is not None:
+            return _from_repo_id(text, repo[0], repo[1], offline, limits)
+    except OSError as e:   # unreadable folders, permission errors, a file vanishing mid-read
+        raise ModelError(f"cannot read {e.filename or text}: {e.strerror or e}") from None
     return _from_catalog(catalog.lookup(text))
 
 
