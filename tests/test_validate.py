@@ -111,3 +111,26 @@ def test_spread_of_a_rounded_given_widens_the_from_given_tolerance(tmp_path, fak
     fake_engine.result["from_given_spread"] = {}
     assert validate([write(tmp_path, {"id": "c4", "engine": "fake", "observed": {"x": 1.0},
                                       "tolerance": {"x": {"abs": 0.0005}}})])["cases"][0]["status"] == "fail"
+
+
+def test_an_estimate_is_judged_end_to_end_within_its_stated_error_bar(tmp_path, fake_engine):
+    case = {"id": "c5", "engine": "fake", "observed": {"gib": 10.00}}
+    fake_engine.result = {"end_to_end": {"gib": 10.30}, "end_to_end_tolerance": {"gib": 0.25}}
+    f = validate([write(tmp_path, case)])["cases"][0]["fields"][0]
+    assert not f["ok"] and f["tolerance"] == pytest.approx(0.255)   # 0.005 rounding + 0.25 bar
+    fake_engine.result["end_to_end_tolerance"] = {"gib": 0.5}
+    assert validate([write(tmp_path, case)])["cases"][0]["status"] == "pass"
+    # The bar never widens a from-given judgement.
+    fake_engine.result = {"end_to_end": {"gib": 10.0}, "from_given": {"gib": 10.3}, "end_to_end_tolerance": {"gib": 1}}
+    assert validate([write(tmp_path, case)])["cases"][0]["status"] == "fail"
+
+
+def test_fields_nothing_predicts_are_listed_not_passed(tmp_path, fake_engine):
+    case = {"id": "c6", "engine": "fake", "observed": {"a": 1, "b": 2}}
+    fake_engine.result = {"end_to_end": {"a": 1}}
+    c = validate([write(tmp_path, case)])["cases"][0]
+    assert c["status"] == "pass" and "not predicted: b" in c["reason"]
+    assert [f["ok"] for f in c["fields"]] == [True, None]
+    fake_engine.result = {"end_to_end": {}}
+    c = validate([write(tmp_path, case)])["cases"][0]
+    assert c["status"] == "skipped" and "a, b not predicted" in c["reason"]

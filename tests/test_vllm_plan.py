@@ -35,8 +35,11 @@ def test_budget_chain_for_llama31_8b():
     assert p.kv_tokens == p.line("num_gpu_blocks") * 16
     assert p.line("max_concurrency") == p.line("num_gpu_blocks") / (8192 // 16)
     assert p.binding.name == "memory" and p.fits
-    assert {l.name for l in p.ledger if l.estimate} == {"activation_peak", "non_torch_memory",
+    assert {l.name for l in p.ledger if l.estimate} == {"weights", "activation_peak", "non_torch_memory",
                                                          "available_kv_cache_memory"}
+    # The available memory's error bar is the sum of its estimated terms' bars.
+    bars = [l.error_bar for l in p.ledger if l.estimate and l.name != "available_kv_cache_memory"]
+    assert p.ledger_line("available_kv_cache_memory").error_bar == pytest.approx(sum(bars))
 
 
 def test_activation_estimate_matches_the_h100_logs():

@@ -30,7 +30,8 @@ class Line:
     formula: str = ""
     source: str = ""
     estimate: bool = False   # a term kvcap estimates (not known exactly offline)
-    note: str = ""           # e.g. the error bar of an estimate
+    note: str = ""           # e.g. the error bar of an estimate, in words
+    error_bar: float | None = None  # ± this much (value's unit) for an estimate, where stated
 
     def to_json(self) -> dict:
         d = {"name": self.name, "value": self.value, "unit": self.unit, "formula": self.formula, "source": self.source}
@@ -38,6 +39,8 @@ class Line:
             d["estimate"] = True
         if self.note:
             d["note"] = self.note
+        if self.error_bar is not None:
+            d["error_bar"] = self.error_bar
         return d
 
 
@@ -48,8 +51,8 @@ class Ledger:
         self.lines: list[Line] = []
 
     def add(self, name: str, value: Any, unit: str = "", formula: str = "", source: str = "",
-            estimate: bool = False, note: str = "") -> Any:
-        self.lines.append(Line(name, value, unit, formula, source, estimate, note))
+            estimate: bool = False, note: str = "", error_bar: float | None = None) -> Any:
+        self.lines.append(Line(name, value, unit, formula, source, estimate, note, error_bar))
         return value
 
     def get(self, name: str) -> Any:
@@ -103,9 +106,12 @@ class Plan:
         return self.binding.name != INSUFFICIENT
 
     def line(self, name: str) -> Any:
+        return self.ledger_line(name).value
+
+    def ledger_line(self, name: str) -> Line:
         for line in reversed(self.ledger):
             if line.name == name:
-                return line.value
+                return line
         raise KeyError(name)
 
     def to_json(self) -> dict:

@@ -41,11 +41,11 @@ def render(report: dict) -> str:
     width = max((len(c["id"]) for c in cases), default=4)
     out = [f"{'case':<{width}}  {'engine':<9} {'status':<8} fields  note"]
     for c in cases:
-        n_ok = sum(f["ok"] for f in c["fields"])
-        fields = f"{n_ok}/{len(c['fields'])}" if c["fields"] else "—"
+        judged = [f for f in c["fields"] if f["ok"] is not None]
+        fields = f"{sum(f['ok'] for f in judged)}/{len(judged)}" if judged else "—"
         out.append(f"{c['id']:<{width}}  {c['engine']:<9} {c['status']:<8} {fields:<7} {c['reason']}")
         for f in c["fields"]:
-            if not f["ok"]:
+            if f["ok"] is False:
                 out.append(f"{'':<{width}}    {f['name']}: observed {_fmt(f['observed'])}, predicted "
                            f"{_fmt(f['predicted'])}, from given {_fmt(f['predicted_from_given'])} "
                            f"(± {f['tolerance']:g})")

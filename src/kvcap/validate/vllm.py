@@ -49,10 +49,12 @@ def replay(case: dict) -> dict:
     except KvcapError as e:
         raise _skip(f"kvcap refuses this case: {e}") from None
     e2e: dict[str, Any] = {"weights_gib": e2e_plan.memory["weights"] / GiB}
+    bars = {"weights_gib": (e2e_plan.ledger_line("weights").error_bar or 0) / GiB}
     if total:
         e2e.update(_fields(e2e_plan, observed))
         e2e["available_kv_cache_gib"] = e2e_plan.line("available_kv_cache_memory") / GiB
-    out: dict[str, Any] = {"end_to_end": e2e}
+        bars.update(_bars(e2e_plan))
+    out: dict[str, Any] = {"end_to_end": e2e, "end_to_end_tolerance": bars}
     notes = [] if total else ["device total unknown: memory fields predicted from given only"]
     if where:
         notes.append(where)
@@ -90,6 +92,18 @@ def _fields(p, observed: dict) -> dict[str, Any]:
         out["error"] = observed["error"]
     else:
         out["error"] = first_sentence(p.binding.reason)
+    return out
+
+
+def _bars(p) -> dict[str, float]:
+    """The plan's own error bar on the available KV memory, carried to each field it sets
+    (blocks, tokens and concurrency scale with the available memory)."""
+    line = p.ledger_line("available_kv_cache_memory")
+    bar, available = float(line.error_bar or 0), float(line.value)
+    out = {"available_kv_cache_gib": bar / GiB}
+    if available > 0:
+        for name in FIELDS[:3]:
+            out[name] = abs(float(p.line(name))) * bar / available
     return out
 
 
