@@ -84,6 +84,12 @@ def _from_catalog(entry: catalog.Entry) -> ModelSpec:
     return _from_config(entry.config(), entry.key, f"catalog:{entry.source}:{entry.path}")
 
 
+def from_catalog(name: str) -> ModelSpec:
+    """A catalog model by a forgiving name, and nothing else: no file, HF cache or hub lookup,
+    for callers that must never reach the disk or network from a name (kvcap web)."""
+    return _from_catalog(catalog.lookup(name))
+
+
 def _from_repo_id(text: str, repo_id: str, revision: str | None, offline: bool | None,
                   limits: ReadLimits) -> ModelSpec:
     from . import hub
@@ -139,4 +145,4 @@ def load_model(source: str | Path | dict, *, offline: bool | None = None,
     return _from_catalog(catalog.lookup(text))
 
 
-__all__ = ["ModelSpec", "ReadLimits", "load_model", "catalog"]
+__all__ = ["ModelSpec", "ReadLimits", "load_model", "from_catalog", "catalog"]
