@@ -114,14 +114,14 @@ def test_spread_of_a_rounded_given_widens_the_from_given_tolerance(tmp_path, fak
 
 
 def test_an_estimate_is_judged_end_to_end_within_its_stated_error_bar(tmp_path, fake_engine):
-    case = {"id": "c5", "engine": "fake", "observed": {"gib": 10.00}}
-    fake_engine.result = {"end_to_end": {"gib": 10.30}, "end_to_end_tolerance": {"gib": 0.25}}
+    case = {"id": "c5", "engine": "fake", "observed": {"gib": 10.01}}
+    fake_engine.result = {"end_to_end": {"gib": 10.31}, "end_to_end_tolerance": {"gib": 0.25}}
     f = validate([write(tmp_path, case)])["cases"][0]["fields"][0]
     assert not f["ok"] and f["tolerance"] == pytest.approx(0.255)   # 0.005 rounding + 0.25 bar
     fake_engine.result["end_to_end_tolerance"] = {"gib": 0.5}
     assert validate([write(tmp_path, case)])["cases"][0]["status"] == "pass"
     # The bar never widens a from-given judgement.
-    fake_engine.result = {"end_to_end": {"gib": 10.0}, "from_given": {"gib": 10.3}, "end_to_end_tolerance": {"gib": 1}}
+    fake_engine.result = {"end_to_end": {"gib": 10.01}, "from_given": {"gib": 10.31}, "end_to_end_tolerance": {"gib": 1}}
     assert validate([write(tmp_path, case)])["cases"][0]["status"] == "fail"
 
 
