@@ -30,6 +30,10 @@ def render(r: VerifyResult) -> str:
     for l in r.lines:
         out.append(f"  {l.name:<28}{l.role:<11}{fmt_bytes(l.planned):>14}{_b(l.allocated):>14}{_b(l.reserved):>14}"
                    f"  {_diff(l.planned, l.allocated)}")
+    if d.type != "cuda":
+        out += ["", f"  planned (the lines verify allocates)  {fmt_bytes(r.planned_total)}",
+                f"  peak memory: not measured on {d.type} (torch reports it on CUDA/ROCm only)"]
+        return "\n".join(out + _limit(r) + [f"note: {n}" for n in r.notes])
     out += ["",
             f"  planned (the lines verify allocates)  {fmt_bytes(r.planned_total)}",
             f"  peak in tensors (torch)               {fmt_bytes(r.peak_allocated)}  {_diff(r.planned_total, r.peak_allocated)}",
@@ -39,11 +43,13 @@ def render(r: VerifyResult) -> str:
             f"  peak device in use                    {fmt_bytes(r.peak_device_used)} of {fmt_bytes(d.total_memory_bytes)}"]
     if "total" in p.memory:
         out.append(f"  plan's total line                     {fmt_bytes(int(p.memory['total']))}")
-    if r.limit_tokens is not None:
-        ratio = r.plan_over_limit
-        flag = "" if ratio is None else ("  (over 1: the plan promises more than fits)" if ratio > 1 else "")
-        out += ["", f"limit: {r.limit_tokens:,} KV tokens allocate and run ({len(r.limit_trials)} trials); "
-                    f"plan / limit = {p.kv_tokens:,} / {r.limit_tokens:,} = {ratio:.4f}{flag}"]
-    for n in r.notes:
-        out.append(f"note: {n}")
-    return "\n".join(out)
+    return "\n".join(out + _limit(r) + [f"note: {n}" for n in r.notes])
+
+
+def _limit(r: VerifyResult) -> list[str]:
+    if r.limit_tokens is None:
+        return []
+    ratio = r.plan_over_limit or 0.0
+    flag = "  (over 1: the plan promises more than fits)" if ratio > 1 else ""
+    return ["", f"limit: {r.limit_tokens:,} KV tokens allocate and run ({len(r.limit_trials)} trials); "
+                f"plan / limit = {r.plan.kv_tokens:,} / {r.limit_tokens:,} = {ratio:.4f}{flag}"]
