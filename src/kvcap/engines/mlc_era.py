@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..errors import OptionsError
 
@@ -22,50 +23,50 @@ class Era:
     python: bool
     date: tuple[int, int]
 
-    @property
+    @cached_property  # an era is asked the same questions for every mode of every plan
     def modes(self) -> bool:
         """local / interactive / server exist from #2126 (2024-04-12)."""
         return self.date >= (2024, 4)
 
-    @property
+    @cached_property
     def default_utilization(self) -> float:
         # #1840 (2024-02-26) 0.85; #1899 (2024-03-07) 0.90; #2268 (2024-05-03, C++) 0.85.
         if self.python:
             return 0.90 if self.date >= (2024, 3) else 0.85
         return 0.85
 
-    @property
+    @cached_property
     def temp_doubled(self) -> bool:
         """`temp_buffer_bytes *= 2` "for safety" exists only in the C++ engine (#2268)."""
         return not self.python
 
-    @property
+    @cached_property
     def opencl_floor(self) -> bool:
         return not self.python and self.date >= (2024, 6)      # #2410, 2024-05-27
 
-    @property
+    @cached_property
     def pp_division(self) -> bool:
         return not self.python and self.date >= (2024, 8)      # #2823, 2024-08-19
 
-    @property
+    @cached_property
     def metal_cap(self) -> bool:
         return self.date >= (2024, 3)                          # #1943, 2024-03-13
 
-    @property
+    @cached_property
     def default_max_batch_size(self) -> int:
         return 128 if self.date >= (2024, 10) else 80          # #2917, 2024-09-18
 
-    @property
+    @cached_property
     def interactive_sliding_cap(self) -> bool:
         # #2364 (2024-05-20) capped interactive mode by the sliding window; #3248 (2025-06-23) removed it.
         return not self.python and (2024, 6) <= self.date < (2025, 7)
 
-    @property
+    @cached_property
     def server_product_wraps(self) -> bool:
         # Before #2500 (2024-06-03) `max_num_sequence * max_single_sequence_length` overflowed int64.
         return not self.python and self.date < (2024, 6)
 
-    @property
+    @cached_property
     def mib_decimals(self) -> int:
         return 2 if self.python else 3
 

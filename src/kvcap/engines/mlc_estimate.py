@@ -58,7 +58,7 @@ class Limits:
     max_batch_size: int
 
 
-@dataclass
+@dataclass(slots=True)
 class ModeResult:
     mode: str
     max_num_sequence: int = 0
