@@ -29,11 +29,12 @@ _NOAUX = "noaux_tc"
 
 def build(cfg: Mapping[str, Any], name: str, source: str) -> ModelSpec:
     model_type = C.get_str(cfg, "model_type")
-    d = K.dims(cfg, dtype_default="bfloat16")
-    h, n_heads = d.hidden, d.n_heads
     kv_rank = C.get_int(cfg, "kv_lora_rank")
     rope = C.get_int(cfg, "qk_rope_head_dim")
     nope = C.get_int(cfg, "qk_nope_head_dim")
+    # MLA heads are qk_nope + qk_rope wide, whatever hidden / heads is (GLM-4.7-Flash: 2048 / 20)
+    d = K.dims({"head_dim": nope + rope, **cfg}, dtype_default="bfloat16")
+    h, n_heads = d.hidden, d.n_heads
     v_dim = C.get_int(cfg, "v_head_dim")
     q_rank = C.get_int(cfg, "q_lora_rank", default=None)
     notes = []
