@@ -208,6 +208,13 @@ def test_unsupported_layer_mixes_fail_closed(llama31):
     mixed = dataclasses.replace(llama31, layers=(Layer(SLIDING, 8, 128, 128, 32, window=512),) + llama31.layers[1:])
     with pytest.raises(ModelError, match="MLC policy supports"):
         mlc(mixed, custom_device("cuda", "24GiB"))
+    uneven = dataclasses.replace(llama31, layers=(dataclasses.replace(llama31.layers[0], num_kv_heads=4),)
+                                 + llama31.layers[1:])
+    with pytest.raises(ModelError, match="one \\(heads, head_dim\\) for every layer"):
+        mlc(uneven, custom_device("cuda", "24GiB"))
+    shared = dataclasses.replace(llama31, layers=llama31.layers[:-1] + (dataclasses.replace(llama31.layers[0], kv_source=0),))
+    with pytest.raises(ModelError, match="no shared-KV"):
+        mlc(shared, custom_device("cuda", "24GiB"))
 
 
 # ---- eras --------------------------------------------------------------------------------------------

@@ -72,7 +72,13 @@ def describe(spec: ModelSpec, quantization: str | None, compile_opts: Mapping[st
     sliding = compile_opts.get("sliding_window_size")
     window = -1
     if not rnn:
+        if any(l.kv_source is not None or l.is_mtp for l in spec.layers):
+            raise ModelError(f"{spec.name}: MLC-LLM builds no shared-KV or multi-token-prediction layers; the MLC "
+                             "policy supports full-attention, Mistral sliding-window, MLA and RWKV models")
         if kinds <= {FULL}:
+            if not spec.is_uniform_attention:
+                raise ModelError(f"{spec.name}: MLC's KV metadata is one (heads, head_dim) for every layer; "
+                                 "this model's layers differ")
             if sliding is not None:
                 raise OptionsError("sliding_window_size applies to sliding-window models (Mistral v0.1); "
                                    f"{spec.name} uses full attention")
@@ -157,8 +163,8 @@ def describe(spec: ModelSpec, quantization: str | None, compile_opts: Mapping[st
 def _kv_metadata(spec: ModelSpec, tp: int, rnn: bool) -> tuple[int, int, int, int]:
     """compiler_pass/dispatch_kv_cache_creation.py:attach_kv_cache_metadata, per shard."""
     if rnn:
-        return 0, spec.num_attention_heads // tp if spec.num_attention_heads % tp == 0 else 0, 0, 0
-    layers = [l for l in spec.layers if l.kv_source is None]
+        return 0, 0, 0, 0  # InferForRNNState reads model_config, not kv_cache metadata
+    layers = spec.layers
     first = layers[0]
     if first.kind == MLA:
         # deepseek_v2_model.py: one latent of kv_lora_rank + qk_rope_head_dim, metadata kv heads = 1.
