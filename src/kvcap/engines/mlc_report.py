@@ -15,7 +15,7 @@ from . import mlc_estimate as E
 from .base import rule
 from .mlc_model import MLCModel
 from .mlc_options import Options
-from .mlc_temp import ERROR_BAR
+from .mlc_temp import ERROR_BAR, ERROR_FRACTION
 from .mlc_whatif import what_ifs
 
 CFG = "cpp/serve/config.cc"
@@ -150,7 +150,8 @@ def _model_lines(ledger: Ledger, ctx: Context) -> None:
         ledger.add(f"temp_func_bytes{tag}", m.temp_func_bytes, "bytes",
                    f"largest function's planned storage: {m.temp_formula}",
                    "compiler_pass/estimate_memory_usage.py", estimate=m.temp_estimated,
-                   note=ERROR_BAR if m.temp_estimated else "")
+                   note=ERROR_BAR if m.temp_estimated else "",
+                   error_bar=int(m.temp_func_bytes * ERROR_FRACTION) if m.temp_estimated else None)
     pp = ctx.models[0].pp
     ledger.add("params_bytes", est.params_bytes, "bytes",
                "Σ params over models" + (f", / pipeline_parallel_stages {pp}" if pp > 1 and ctx.options.era.pp_division else ""),
