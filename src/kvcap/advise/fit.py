@@ -18,7 +18,6 @@ from ..errors import OptionsError
 from ..model.spec import ModelSpec
 from .choices import kv_choices, weight_choices
 from .engines import adapter
-from . import parallel
 from .search import Group, Search
 from .space import Planner, device_classes, kv_elems_lower, text_params
 from .types import Config, FitResult, Miss, Solution
@@ -32,10 +31,8 @@ __all__ = ["fit", "FitResult", "Solution", "Miss", "Config"]
 def fit(model: ModelSpec, context: int, concurrency: int = 1, *, engines: Iterable[str] | None = None,
         devices: Iterable[DeviceSpec] | None = None, quant: Iterable[str] | None = None,
         kv_dtype: Iterable[str] | None = None, max_gpus: int = DEFAULT_MAX_GPUS, nodes: int = 1,
-        allow_long_context: bool = False, top: int = DEFAULT_TOP, complete: bool = False,
-        workers: bool = True) -> FitResult:
-    """The configurations in the search space that serve `concurrency` sequences of `context` tokens
-    (`workers`: search two halves of the engines in two processes where the machine has two CPUs)."""
+        allow_long_context: bool = False, top: int = DEFAULT_TOP, complete: bool = False) -> FitResult:
+    """The configurations in the search space that serve `concurrency` sequences of `context` tokens."""
     t0 = time.perf_counter()
     _check_target(model, context, concurrency, max_gpus, nodes, allow_long_context, top)
     from ..engines import available
@@ -67,17 +64,8 @@ def fit(model: ModelSpec, context: int, concurrency: int = 1, *, engines: Iterab
         raise OptionsError("nothing to search: " + "; ".join(m.reason for m in misses))
     params, kv_elems = text_params(model), kv_elems_lower(model, context)
 
-    def make() -> Search:
-        return Search(model, context, concurrency, max_gpus, nodes, Planner(model), params, top, complete, kv_elems)
-
-    parts = parallel.run(make, groups) if workers else [make()]
-    if not workers:
-        parts[0].run(groups)
-    search = make()
-    for part in parts:
-        search.solutions += part.solutions
-        search.misses += part.misses
-        search.tried += part.tried
+    search = Search(model, context, concurrency, max_gpus, nodes, Planner(model), params, top, complete, kv_elems)
+    search.run(groups)
     search.misses = misses + search.misses
     if explicit:
         _device_misses(search, devs)
@@ -85,7 +73,7 @@ def fit(model: ModelSpec, context: int, concurrency: int = 1, *, engines: Iterab
     if not complete:
         sols = _undominated(sols)
     return FitResult(model, context, concurrency, tuple(sols), tuple(search.misses), max_gpus, nodes,
-                     sum(p.planner.calls for p in parts), time.perf_counter() - t0, complete)
+                     search.planner.calls, time.perf_counter() - t0, complete)
 
 
 def _undominated(sols: list[Solution]) -> list[Solution]:
