@@ -2,6 +2,7 @@
 
 import builtins
 import json
+from importlib.util import find_spec
 
 import pytest
 
@@ -26,12 +27,15 @@ def test_without_torch_names_the_extra(monkeypatch, capsys):
     assert "kvcap[probe]" in capsys.readouterr().err
 
 
-torch = pytest.importorskip("torch", reason="torch is the probe's extra (pip install 'kvcap[probe]')")
+needs_torch = pytest.mark.skipif(find_spec("torch") is None,
+                                 reason="torch is the probe's extra (pip install 'kvcap[probe]')")
 
 SMALL = ["--device", "cpu", "--batch", "2", "--tokens", "64", "--repeats", "3", "--warmup", "1", "-q"]
 
 
+@needs_torch
 def test_device_that_does_not_exist(capsys):
+    import torch
     if not torch.cuda.is_available():
         assert main(["probe", "--device", "cuda:0"]) == 2
         assert "no CUDA/ROCm GPU" in capsys.readouterr().err
@@ -39,6 +43,7 @@ def test_device_that_does_not_exist(capsys):
     assert "unknown device" in capsys.readouterr().err
 
 
+@needs_torch
 def test_probe_on_cpu_for_real(tmp_path, capsys):
     out = tmp_path / "cal.json"
     rc = main(["probe", *SMALL, "--min-pool", "4MiB", "--max-pool", "16MiB", "--chunk", "4MiB",
@@ -61,6 +66,7 @@ def test_probe_on_cpu_for_real(tmp_path, capsys):
     assert rec["bytes_per_token_pool"] == 32 * 2 * 8 * 128 * 2         # all 32 layers
 
 
+@needs_torch
 def test_pool_larger_than_free_memory_stops_cleanly(capsys):
     rc = main(["probe", *SMALL, "--no-save", "--min-pool", "64TiB", "--max-pool", "128TiB", "--layout", "single"])
     assert rc == 2
@@ -68,7 +74,9 @@ def test_pool_larger_than_free_memory_stops_cleanly(capsys):
     assert "nothing measured" in err and "larger than free memory" in err
 
 
+@needs_torch
 def test_out_of_memory_mid_sweep_keeps_what_was_measured(monkeypatch, tmp_path, capsys):
+    import torch
     from kvcap.probe import sweep
     real = sweep._allocate_pool
 
@@ -88,6 +96,7 @@ def test_out_of_memory_mid_sweep_keeps_what_was_measured(monkeypatch, tmp_path, 
     assert (tmp_path / "c.json").exists()
 
 
+@needs_torch
 def test_bad_options(capsys):
     assert main(["probe", *SMALL, "--tolerance", "-1"]) == 2
     assert main(["probe", *SMALL, "--batch", "0"]) == 2

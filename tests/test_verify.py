@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from importlib.util import find_spec
 
 import pytest
 
@@ -9,6 +10,7 @@ import kvcap
 from kvcap.device.spec import DeviceSpec
 from kvcap.errors import ProbeError
 from kvcap.plan import MEMORY, Binding, Plan
+from kvcap.probe import torchdev, verify
 from kvcap.probe import verify_layouts as VL
 
 TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
@@ -56,19 +58,18 @@ def test_unknown_lines_and_models_are_refused():
         VL.roles(dataclasses.replace(tiny_plan(), engine="sglang"))
     with pytest.raises(ProbeError, match="16-bit"):
         VL.kv_shape(tiny_plan("vllm", config={"num_gpu_blocks": 4, "kv_cache_dtype": "fp8"}))
-    hybrid = kvcap.load_model({**TINY, "model_type": "mistral", "architectures": ["MistralForCausalLM"],
-                               "sliding_window": 128, "use_sliding_window": True, "layer_types":
-                               ["sliding_attention", "full_attention"]})
-    if not hybrid.is_uniform_attention:
-        with pytest.raises(ProbeError, match="uniform"):
-            VL.kv_shape(dataclasses.replace(tiny_plan(), model=hybrid))
+    tiny = kvcap.load_model(TINY)
+    sliding = dataclasses.replace(tiny.layers[0], kind="sliding", window=128)
+    hybrid = dataclasses.replace(tiny, layers=(sliding, tiny.layers[1]))
+    with pytest.raises(ProbeError, match="uniform"):
+        VL.kv_shape(dataclasses.replace(tiny_plan(), model=hybrid))
 
 
-torch = pytest.importorskip("torch", reason="torch is the probe's extra (pip install 'kvcap[probe]')")
+needs_torch = pytest.mark.skipif(find_spec("torch") is None,
+                                 reason="torch is the probe's extra (pip install 'kvcap[probe]')")
 
-from kvcap.probe import torchdev, verify  # noqa: E402
 
-
+@needs_torch
 @pytest.mark.parametrize("engine", ["mlc", "vllm", "llamacpp"])
 def test_verify_allocates_every_line(engine):
     plan = tiny_plan(engine, 1024)
@@ -92,6 +93,7 @@ def test_verify_allocates_every_line(engine):
     assert "plan:" in render(r)
 
 
+@needs_torch
 def test_quantized_weights_are_priced_as_planned():
     plan = tiny_plan("mlc", 256)
     mem = dict(plan.memory, params=12345)
@@ -100,7 +102,9 @@ def test_quantized_weights_are_priced_as_planned():
     assert w.allocated == 12345 and "byte tensors" in w.note
 
 
+@needs_torch
 def test_find_limit_bisects_to_the_largest_cache_that_fits(monkeypatch):
+    import torch
     # A simulated device: a KV cache above 100,000 bytes does not allocate.
     real = verify._kv_buffers
 
@@ -139,6 +143,7 @@ def test_plans_of_real_engines_have_only_known_lines():
         assert VL.kv_shape(plan).tokens >= plan.kv_tokens
 
 
+@needs_torch
 def test_verify_cli_on_cpu(capsys):
     from kvcap.cli import main
     rc = main(["verify", "qwen2.5-0.5b", "--engine", "mlc", "--device", "cpu", "--memory", "3GiB", "--mode",

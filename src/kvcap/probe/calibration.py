@@ -13,6 +13,7 @@ File (JSON), written to `--out` or `$XDG_CONFIG_HOME/kvcap/calibration-<device>.
                         so a cliff measured with it is a weaker statement)
     copy_bandwidth_gbps bytes read + written per second by a large device-to-device copy (GB/s)
     kernel_bandwidth_gbps KV bytes read per second by the decode step at the smallest pool
+    tolerance           the slowdown beyond noise that counts as a cliff (0.10 = 10 %)
     work                {batch, tokens_per_seq, num_kv_heads, num_q_heads, head_dim, page, dtype,
                          bytes_per_step}: the fixed work every point did
     layouts             {"single"|"chunked": {chunk_bytes, points: [{pool_bytes, step_s, gbps,
