@@ -45,6 +45,7 @@ def replay(case: dict) -> dict:
         if dev.memory_bytes == AMPLE_MEMORY:
             # End to end cannot know a memory the case does not state: only the weights are predicted.
             e2e = {"params_mib": e2e["params_mib"]}
+            how = "not stated: end to end predicts the weights only"
         out: dict[str, Any] = {"end_to_end": e2e, "note": f"device memory {how}"}
         if given:
             dev2, how2 = _device(case, given.get("device_total_bytes"))
