@@ -4,7 +4,8 @@ A configuration is an engine, a weight quantization, a KV dtype, a parallel layo
 pipeline parallel; across nodes where the engine can) and a device; replicas (data parallel)
 multiply it when one replica holds fewer than K sequences. Ranking: fewest devices, least
 memory, least quantization. Configurations another of the same engine beats on every count
-(a larger device, more quantization for nothing) are left out unless `complete=True`.
+(a larger device, more quantization for nothing) are left out unless `complete=True`; without it
+the answer is what the search settles exactly: the `top` best, and the best of every engine.
 How the search is pruned: advise/search.py.
 """
 
@@ -71,7 +72,7 @@ def fit(model: ModelSpec, context: int, concurrency: int = 1, *, engines: Iterab
         _device_misses(search, devs)
     sols = sorted(search.solutions, key=Solution.rank_key)
     if not complete:
-        sols = _undominated(sols)
+        sols = _settled(_undominated(sols), top)
     return FitResult(model, context, concurrency, tuple(sols), tuple(search.misses), max_gpus, nodes,
                      search.planner.calls, time.perf_counter() - t0, complete)
 
@@ -85,6 +86,15 @@ def _undominated(sols: list[Solution]) -> list[Solution]:
                    and o.beats(s.devices, s.memory, c.weights.bits, c.kv.bits) for o in out):
             out.append(s)
     return out
+
+
+def _settled(sols: list[Solution], top: int) -> list[Solution]:
+    """The answers the search settles exactly: the first `top`, and each engine's best."""
+    firsts = {}
+    for s in sols:
+        firsts.setdefault(s.config.engine, s)
+    keep = set(map(id, sols[:top])) | set(map(id, firsts.values()))
+    return [s for s in sols if id(s) in keep]
 
 
 def _device_misses(search: Search, devs: tuple[DeviceSpec, ...]) -> None:

@@ -74,16 +74,19 @@ def fit_text(r: FitResult, launches: dict[int, Any] | None = None) -> str:
         widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
         for row in rows:
             out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-        notes = [(i, n) for i, s in enumerate(r.solutions, 1) for n in s.notes]
+        notes: dict[str, list[int]] = {}
+        for i, s in enumerate(r.solutions, 1):
+            for n in s.notes:
+                notes.setdefault(n, []).append(i)
         if notes:
             out.append("")
-            out += [f"  [{i}] {n}" for i, n in notes]
+            out += [f"  [{','.join(map(str, rows))}] {n}" for n, rows in notes.items()]
         out.append("")
         out.append("serves: sequences of the context one replica holds ('+': at least, the engine sizes exactly what "
                    "it is asked); memory: all devices, as their backends report it.")
-        out.append("Listed: the best configuration of each kind; one with more devices, more memory and no less "
-                   "quantization is left out" + ("" if r.complete else "; larger devices serve too (--all lists them)")
-                   + ".")
+        out.append("Listed: " + ("every configuration that serves." if r.complete else
+                   "the best answers and each engine's best; one with more devices, more memory and no less "
+                   "quantization is left out, and larger devices serve too (--all lists every configuration)."))
     missed = [mm for mm in r.misses]
     if missed and r.feasible:
         out.append("")

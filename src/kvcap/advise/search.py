@@ -148,8 +148,10 @@ class Search:
             return False
         return sum(1 for s in self.solutions if (s.devices, s.memory) < key[:2]) >= self.top
 
-    def pending(self) -> set[str]:
-        have = {s.config.engine for s in self.solutions}
+    def pending(self, key: tuple | None = None) -> set[str]:
+        """Engines whose best answer is not known yet: none found, or (with `key`, the rank of the
+        candidates still to visit) only ones that rank after those candidates (replicas)."""
+        have = {s.config.engine for s in self.solutions if key is None or (s.devices, s.memory) < key[:2]}
         return self.engines - have - self.done_engines
 
     # ---- the walk -----------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class Search:
         for _, bucket in groupby(cands, key=lambda c: c.key[:6]):
             bucket = list(bucket)
             if self.top_known(bucket[0].key):
-                pend = self.pending()
+                pend = self.pending(bucket[0].key)
                 if not pend:
                     break                    # the top is known and every engine has its best
                 if bucket[0].config.engine not in pend:
