@@ -87,6 +87,23 @@ def test_pruned_search_finds_every_undominated_answer(llama8):
     assert all(s.served.concurrency * s.replicas >= 4 for s in every.solutions)
 
 
+def test_the_top_and_each_engines_best_match_the_exhaustive_search(llama8):
+    devices = [get_device(k) for k in ("rtx-3060", "l4", "rtx-4090", "a100-40gb-sxm", "h100-sxm", "m2-max-32gb",
+                                       "m3-max-48gb", "m2-max-96gb")]
+    args = dict(engines=["vllm", "sglang", "llamacpp", "mlc", "mlx"], devices=devices, max_gpus=2)
+    quick = fit(llama8, 32768, 8, top=3, **args)
+    every = _undominated(sorted(fit(llama8, 32768, 8, complete=True, **args).solutions, key=lambda s: s.rank_key()))
+
+    def row(s):
+        return (s.config.engine, s.config.device.key, s.config.layout, s.config.weights.label, s.config.kv.label,
+                s.replicas)
+    assert [row(s) for s in quick.solutions[:3]] == [row(s) for s in every[:3]]
+    for engine in args["engines"]:
+        mine = [row(s) for s in quick.solutions if s.config.engine == engine]
+        truth = [row(s) for s in every if s.config.engine == engine]
+        assert mine[:1] == truth[:1], engine
+
+
 def test_lower_bound_never_exceeds_what_an_engine_plans(llama8):
     # The bound prunes devices unplanned, so it must stay below every engine's own need.
     p = kvcap.plan(llama8, "h100-sxm", engine="vllm", max_model_len=16384, kv_cache_dtype="fp8")

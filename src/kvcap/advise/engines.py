@@ -347,5 +347,8 @@ ADAPTERS: dict[str, Adapter] = {a.name: a for a in (MLC(), VLLM(), SGLang(), Lla
 
 def adapter(engine: str) -> Adapter:
     from ..engines import get_engine
+    from ..errors import OptionsError
     mod = get_engine(engine)            # refuses unknown engines, naming the supported ones
+    if mod.NAME not in ADAPTERS:
+        raise OptionsError(f"kvcap advise does not know engine {mod.NAME!r} yet; it knows {', '.join(ADAPTERS)}")
     return ADAPTERS[mod.NAME]

@@ -21,7 +21,7 @@ from .choices import kv_choices, weight_choices
 from .engines import adapter
 from .search import Group, Search
 from .space import Planner, device_classes, kv_elems_lower, text_params
-from .types import Config, FitResult, Miss, Solution
+from .types import Config, FitResult, Miss, Solution, undominated
 
 DEFAULT_MAX_GPUS = 8
 DEFAULT_TOP = 10
@@ -78,14 +78,7 @@ def fit(model: ModelSpec, context: int, concurrency: int = 1, *, engines: Iterab
 
 
 def _undominated(sols: list[Solution]) -> list[Solution]:
-    """Drop a configuration another of the same engine and backend beats on every count."""
-    out: list[Solution] = []
-    for s in sols:
-        c = s.config
-        if not any(o.config.engine == c.engine and o.config.device.backend == c.device.backend
-                   and o.beats(s.devices, s.memory, c.weights.bits, c.kv.bits) for o in out):
-            out.append(s)
-    return out
+    return undominated(sols)
 
 
 def _settled(sols: list[Solution], top: int) -> list[Solution]:

@@ -26,7 +26,7 @@ from ..model.spec import ModelSpec
 from ..plan import Plan
 from .engines import Adapter, Choice, Served
 from .space import DeviceClass, Layout, Planner, layouts, lower_bound, with_count
-from .types import Config, Miss, Solution  # noqa: F401
+from .types import Config, Miss, Solution, undominated  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,8 @@ class Search:
         """The `top` best answers all rank before a candidate with this key."""
         if self.exhaustive:
             return False
-        return sum(1 for s in self.solutions if (s.devices, s.memory) < key[:2]) >= self.top
+        before = [s for s in self.solutions if (s.devices, s.memory) < key[:2]]
+        return len(before) >= self.top and len(undominated(before)) >= self.top
 
     def pending(self, key: tuple | None = None) -> set[str]:
         """Engines whose best answer is not known yet: none found, or (with `key`, the rank of the

@@ -91,3 +91,14 @@ class FitResult:
             return None
         return max(pool, key=lambda m: (m.concurrency, (m.config.layout.gpus * m.config.device.memory_bytes)
                                         if m.config else 0))
+
+
+def undominated(sols: list[Solution]) -> list[Solution]:
+    """Ranked, without a configuration another of the same engine and backend beats on every count."""
+    out: list[Solution] = []
+    for s in sorted(sols, key=Solution.rank_key):
+        c = s.config
+        if not any(o.config.engine == c.engine and o.config.device.backend == c.device.backend
+                   and o.beats(s.devices, s.memory, c.weights.bits, c.kv.bits) for o in out):
+            out.append(s)
+    return out
