@@ -24,7 +24,7 @@ ARCH_MODEL_TYPE: dict[str, str] = {
     "gemma3": "gemma3_text", "phi3": "phi3", "starcoder2": "starcoder2", "stablelm": "stablelm",
     "olmo2": "olmo2", "granite": "granite", "internlm2": "internlm2", "command-r": "cohere",
     "cohere2": "cohere2", "deepseek2": "deepseek_v2", "gpt-oss": "gpt_oss", "minicpm": "minicpm",
-    "orion": "orion", "baichuan": "baichuan", "gptneox": "gpt_neox", "glm4moe": "glm4_moe",
+    "orion": "orion", "baichuan": "baichuan", "gptneox": "gpt_neox", "glm4": "glm4", "glm4moe": "glm4_moe",
 }
 # Interleaved sliding-window layers: llama.cpp's `hparams.set_swa_pattern(n)` for these archs
 # (`src/llama-model.cpp`, `load_hparams`): layer i slides iff i % n < n - 1. The HF configs say
@@ -218,7 +218,8 @@ def _deepseek(m: _Meta, cfg: dict, key_len: int | None, value_len: int | None) -
     (head_count_kv 1, key_length 576 = kv_lora_rank + rope, value_length 512) and keep the
     per-head widths in key_length_mla / value_length_mla; older ones store the MHA widths."""
     if m.get_int("expert_gating_func", default=0, allow_zero=True) == _GATING_SIGMOID:
-        cfg["model_type"] = "deepseek_v3"
+        # V3's sigmoid router with a selection bias (the GGUF's blk.N.exp_probs_b tensors).
+        cfg.update(model_type="deepseek_v3", scoring_func="sigmoid", topk_method="noaux_tc")
     rope = m.get_int("rope.dimension_count")
     head_k = m.get_int("attention.key_length_mla", default=None) or key_len
     head_v = m.get_int("attention.value_length_mla", default=None) or value_len
