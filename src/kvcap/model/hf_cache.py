@@ -63,7 +63,8 @@ def resolve_snapshot(repo: Path, revision: str | None, label: str) -> Path:
     else:
         ref = repo / "refs" / (revision or "main")
         if ref.is_file():
-            commit = ref.read_text(encoding="utf-8", errors="replace").strip()[:100]
+            with open(ref, "rb") as f:               # a ref holds a 40-char hash; read no more
+                commit = f.read(200).decode("utf-8", errors="replace").strip()
         elif revision:
             raise ModelError(f"{label}: revision {revision!r} is not in the Hugging Face cache ({repo})")
         else:
