@@ -52,6 +52,8 @@ def launch(plan: Plan, model: str | None = None, *, nodes: int = 1, replicas: in
     build = BUILDERS.get(plan.engine)
     if build is None:
         raise OptionsError(f"no launch command for engine {plan.engine!r}; supported: {', '.join(BUILDERS)}")
+    if model is not None and (not model.strip() or model.startswith("-")):
+        raise OptionsError(f"model path {model!r} would read as a flag or nothing; write it as ./{model.strip()}")
     tab = F.table(plan.engine, flag_version(plan))
     known = {f for p in tab.programs.values() for f in p.get("flags", {})}
     parts: Parts = build(plan, model or model_ref(plan), nodes, replicas, {f: True for f in known} | {"_version": tab.version})
