@@ -158,3 +158,17 @@ def test_native_quant_names_reach_only_their_engines(llama8):
     r = fit(llama8, 8192, 1, engines=["mlc", "llamacpp"], devices=[get_device("rtx-4090")], quant=["q4f16_1"])
     assert {s.config.engine for s in r.solutions} == {"mlc"}
     assert any(m.engine == "llamacpp" and "--quant" in m.reason for m in r.misses)
+
+
+def test_mlc_on_metal_past_the_cap_is_pinned_explicitly(llama8):
+    # 4 × 32,768 = 131,072 tokens: four times MLC's Metal cap (32,768). MLC caps what it infers, not
+    # a max_total_seq_length set explicitly; a 64 GB Mac holds the 16 GiB of f16 KV (128 KiB a token).
+    r = fit(llama8, 32768, 4, engines=["mlc"], devices=[get_device("m2-max-64gb")])
+    best = r.solutions[0]
+    assert best.served.over_cap
+    assert best.plan.engine_config["max_total_sequence_length"] == 4 * 32768
+    assert best.plan.line("capacity_memory") >= 4 * 32768
+    assert any("32,768-token cap" in n for n in best.notes)
+    from kvcap.launch import launch
+    overrides = launch(best.plan).commands[0].argv[-1]
+    assert "max_total_seq_length=131072" in overrides.split(";")

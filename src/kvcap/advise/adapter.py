@@ -116,6 +116,10 @@ class Adapter:
         """The option that sets tensor parallelism (None: the device count alone splits layers)."""
         return None
 
+    def pin(self, served: Served, context: int, concurrency: int) -> dict[str, Any]:
+        """Options that make the engine itself use an answer it would not infer (MLC past its cap)."""
+        return {}
+
 
 def _failed(plan: Plan) -> Served | None:
     if plan.binding.name == INSUFFICIENT or not plan.fits:

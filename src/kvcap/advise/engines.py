@@ -86,6 +86,12 @@ class MLC(Adapter):
     def tp_key(self) -> str | None:
         return "tensor_parallel_shards"
 
+    def pin(self, served: Served, context: int, concurrency: int) -> dict[str, Any]:
+        # MLC caps an inferred KV size on Metal, never one set explicitly (cpp/serve/config.cc).
+        if served.over_cap:
+            return {"max_total_sequence_length": min(served.concurrency, concurrency) * context}
+        return {}
+
 
 class VLLM(Adapter):
     name = "vllm"

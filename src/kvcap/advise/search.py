@@ -90,6 +90,13 @@ class Search:
     def record(self, ad: Adapter, cfg: Config, served: Served, plan: Plan | None) -> Solution | None:
         if plan is None or served.concurrency < 1:
             return None
+        pin = ad.pin(served, self.context, self.concurrency)
+        if pin:   # the plan the engine runs with the answer set explicitly (its launch reproduces it)
+            opts = {**plan.options, **pin}
+            pinned = self.planner.plan(cfg.engine, with_count(cfg.device, cfg.layout.gpus), opts)
+            if isinstance(pinned, KvcapError):
+                return None
+            plan = pinned
         replicas = math.ceil(self.concurrency / served.concurrency)
         if replicas > self.replicas_allowed(cfg.device_class, cfg.layout):
             return None
