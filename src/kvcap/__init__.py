@@ -41,6 +41,21 @@ def plan(model, device, engine: str = "mlc", **options: Any):
     return get_engine(engine).plan(m, d, options)
 
 
+def capacity(model, device, engine: str = "mlc", **options: Any):
+    """Like `plan`, but only the numbers (kv_tokens, binding, engine_config): no ledger, no
+    what-ifs. The same engine arithmetic; fast enough for solvers that try thousands of layouts."""
+    from .engines import get_engine
+    from .device.spec import DeviceSpec
+    from .model.spec import ModelSpec
+    from .plan import Capacity
+    m = model if isinstance(model, ModelSpec) else load_model(model)
+    d = device if isinstance(device, DeviceSpec) else get_device(device)
+    eng = get_engine(engine)
+    if hasattr(eng, "capacity"):
+        return eng.capacity(m, d, options)
+    return Capacity.of(eng.plan(m, d, options))
+
+
 class _Package(_ModuleType):
     """Keeps `kvcap.plan` the function: importing the submodule `kvcap.plan` (the Plan ledger)
     would otherwise rebind the package attribute to that module. The module stays reachable
@@ -54,5 +69,5 @@ class _Package(_ModuleType):
 
 _sys.modules[__name__].__class__ = _Package
 
-__all__ = ["plan", "load_model", "get_device", "KvcapError", "ModelError", "DeviceError", "OptionsError",
+__all__ = ["plan", "capacity", "load_model", "get_device", "KvcapError", "ModelError", "DeviceError", "OptionsError",
            "InsufficientMemory", "__version__"]

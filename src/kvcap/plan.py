@@ -130,3 +130,26 @@ class Plan:
             "what_if": [w.to_json() for w in self.what_if],
             "warnings": list(self.warnings),
         }
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """A plan's numbers without its explanation: what `capacity()` returns for solvers and charts.
+
+    Engines that can compute it faster than a full Plan define `capacity(model, device, options)`;
+    for the others `Capacity.of(plan)` gives the same fields.
+    """
+
+    engine: str
+    kv_tokens: int
+    binding: Binding
+    engine_config: Mapping[str, Any]
+
+    @property
+    def fits(self) -> bool:
+        return self.binding.name != INSUFFICIENT
+
+    @classmethod
+    def of(cls, plan: "Plan") -> "Capacity":
+        return cls(plan.engine, plan.kv_tokens, plan.binding, plan.engine_config)
+

@@ -22,14 +22,14 @@ from typing import Any, Mapping
 from ..device.spec import DeviceSpec
 from ..errors import OptionsError
 from ..model.spec import ModelSpec
-from ..plan import Plan
+from ..plan import Binding, Capacity, Plan
 from . import mlc_estimate as E
 from . import mlc_model, mlc_report
 from .base import rule
 from .mlc_options import OPTIONS, Options, parse
 
 NAME = "mlc"
-__all__ = ["NAME", "OPTIONS", "plan"]
+__all__ = ["NAME", "OPTIONS", "plan", "capacity"]
 
 
 def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -> Plan:
@@ -43,6 +43,24 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -> Pl
                              init=init, estimate=est, raw_options=dict(options),
                              rerun=lambda d=dev, i=init, modes=None: E.estimate(models, d, i, o.era, modes))
     return mlc_report.build(ctx)
+
+
+def capacity(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -> Capacity:
+    """The numbers of `plan` without the ledger, what-ifs and warnings: for solvers and charts
+    that plan thousands of configurations (the same arithmetic, the same binding rule)."""
+    o = parse(options)
+    models = describe_models(model, o)
+    dev = engine_device(device, o)
+    init = E.Init(**o.init)
+    _check_engine_config(models, init, o)
+    mode = o.mode or "local"
+    est = E.estimate(models, dev, init, o.era, (mode,) if o.era.modes else None)
+    r = est.modes[mode if o.era.modes else "local"]
+    ctx = mlc_report.Context(model=model, device=device, options=o, models=models, engine_device=dev,
+                             init=init, estimate=est, raw_options=dict(options), rerun=E.estimate)
+    name, reason, source = mlc_report.classify(ctx, est, r, dev, init)
+    return Capacity(NAME, r.max_total_sequence_length if r.fits else 0, Binding(name, reason, source),
+                    mlc_report.engine_config(est, r, dev.utilization))
 
 
 def describe_models(model: ModelSpec, o: Options) -> list[mlc_model.MLCModel]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from ..errors import OptionsError
 
@@ -71,7 +71,9 @@ class Era:
         return 2 if self.python else 3
 
 
+@lru_cache(maxsize=64)
 def parse_era(name: str | None) -> Era:
+    # One Era object per name: its cached properties are then computed once, not per plan.
     if name is None or name == "current":
         return Era("current", False, CURRENT)
     m = _ERA.match(str(name).strip().lower())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -83,6 +85,21 @@ def _count(opts: Mapping[str, Any], name: str, minimum: int = 1) -> int | None:
 
 
 def parse(options: Mapping[str, Any]) -> Options:
+    """Options checked and resolved; the same options again (a solver, a chart) reuse the result."""
+    try:
+        key = tuple(sorted(options.items()))
+        hash(key)
+    except TypeError:   # an unhashable value (additional_models as a list): no reuse
+        return _parse(options)
+    return _parse_cached(key)
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(key: tuple) -> Options:
+    return _parse(dict(key))
+
+
+def _parse(options: Mapping[str, Any]) -> Options:
     check_options("mlc", options, OPTIONS)
     era = parse_era(options.get("engine_era"))
     mode = options.get("mode")
