@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--launch", action="store_true", help="also print the command that starts the engine as planned")
     p.add_argument("--model-ref", help="with --launch: the path or id the engine should load")
     p.add_argument("--no-advise", action="store_true", help="skip the ranked what-ifs")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="a `kvcap probe` calibration: adds the capacity under the measured cap as a what-if "
+                        "(picked up automatically for --device local)")
 
 
 def options_from_args(args: argparse.Namespace) -> dict:
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     model = common.model_from_args(args)
     device = common.device_from_args(args)
     p = make_plan(model, device, engine=args.engine, **options_from_args(args))
+    from ..calibrate import apply
+    p = apply(p, args.calibration)
     from ..advise.report import plan_extras
     extra_text, extra_json = plan_extras(p, not args.no_advise, args.launch, args.model_ref)
     if args.json:
