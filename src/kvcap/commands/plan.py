@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", "-e", default="mlc", help="mlc (default), vllm, llamacpp, ollama, sglang, mlx")
     g = p.add_argument_group("engine options")
     for flag, (dest, typ, text) in OPTION_FLAGS.items():
-        g.add_argument(flag, dest=f"opt_{dest}", type=typ, help=text)
+        g.add_argument(flag, dest=f"opt_{dest}", metavar=dest.upper(), type=typ, help=text)
     g.add_argument("--no-cap", dest="opt_no_cap", action="store_true", default=None,
                    help="drop the engine's device KV cap (a what-if: the engine itself keeps it)")
     common.add_set(p)
