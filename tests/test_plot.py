@@ -43,12 +43,14 @@ def test_sweep_points_are_the_engines_own_plans():
     assert Cap("device_cap", 32768) in s.caps
 
 
+# SGLang is left out on purpose: its defaults step with GPU memory (engines/sglang_defaults.py:
+# a larger chunked_prefill_size and cuda_graph_max_bs from 60 GiB), so its curve really dips there.
 @pytest.mark.parametrize("engine,device,options", [
     ("mlc", "m2-max-64gb", {"mode": "interactive"}), ("mlc", "h100-sxm", {"mode": "server"}),
-    ("vllm", "h100-sxm", {}), ("llamacpp", "rtx-4090", {"n_ctx": 32768}), ("sglang", "h100-sxm", {})])
+    ("vllm", "h100-sxm", {}), ("llamacpp", "rtx-4090", {"n_ctx": 32768})])
 def test_more_memory_never_gives_fewer_tokens(engine, device, options):
     m, d = kvcap.load_model("llama3_1_8b"), kvcap.get_device(device)
-    s = sweep(m, d, engine, options, memory_grid(2 * d.memory_bytes, 12, [d.memory_bytes]))
+    s = sweep(m, d, engine, options, memory_grid(2 * d.memory_bytes, 24, [d.memory_bytes]))
     tokens = [p.kv_tokens for p in s.points]
     assert tokens == sorted(tokens) and tokens[-1] > 0
 

@@ -170,6 +170,7 @@ async function refresh(q) {
 
 async function loadChart(q, signal) {
   const img = $("chart");
+  img.classList.add("stale");   // the chart shown is for the previous state until the new one loads
   try {
     const r = await fetch("/api/plot?" + q.toString(), { signal });
     if (!r.ok) {
@@ -180,7 +181,12 @@ async function loadChart(q, signal) {
     const blob = await r.blob();
     if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
     img.dataset.url = URL.createObjectURL(blob);
-    img.src = img.dataset.url;
+    await new Promise((resolve) => {
+      img.onload = img.onerror = resolve;
+      img.src = img.dataset.url;
+    });
+    img.dataset.state = q.toString();   // which state the chart shows (tests wait on it)
+    img.classList.remove("stale");
     img.hidden = false;
     inlineError("chart", "");
   } catch (e) {
