@@ -172,3 +172,15 @@ def test_mlc_on_metal_past_the_cap_is_pinned_explicitly(llama8):
     from kvcap.launch import launch
     overrides = launch(best.plan).commands[0].argv[-1]
     assert "max_total_seq_length=131072" in overrides.split(";")
+
+
+def test_replicas_of_macs_where_one_mac_holds_fewer(llama8):
+    # One 96 GB Mac under MLX holds fewer than 40 sequences of 32k (its max_batch); with four
+    # machines allowed, replicas serve, each planned at the sequences it holds.
+    r = fit(llama8, 32768, 40, engines=["mlx"], devices=[get_device("m2-max-96gb")], nodes=4)
+    s = r.solutions[0]
+    assert 1 < s.replicas <= 4 and s.nodes == s.replicas
+    assert s.served.concurrency * s.replicas >= 40
+    assert s.plan.fits and s.plan.engine_config["batch"] == s.served.concurrency
+    one = fit(llama8, 32768, 40, engines=["mlx"], devices=[get_device("m2-max-96gb")], nodes=1)
+    assert not one.feasible and one.closest_miss().concurrency == s.served.concurrency

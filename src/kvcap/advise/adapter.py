@@ -69,6 +69,7 @@ class Adapter:
     reads_device_name = False        # defaults that depend on the GPU's name (vLLM, SGLang)
     multi_gpu = False                # splits one model over several GPUs of a host
     multi_node = ""                  # how it spans nodes, "" where it does not
+    kv_monotone = True               # a smaller KV dtype never holds fewer tokens
     data_parallel = "run one server per replica behind a load balancer"
 
     # ---- the search space ---------------------------------------------------------------
@@ -151,17 +152,19 @@ def _line(plan: Plan, name: str, default: Any) -> Any:
 
 
 def _all_layers(plan: Plan, model: ModelSpec, context: int, concurrency: int, ctx_key: str) -> Served:
+    """llama.cpp and Ollama size exactly the cells asked for: a plan says yes or no for these
+    `concurrency` sequences, not how many fit (exact=False either way)."""
     bad = _failed(plan)
     if bad:
-        return bad
+        return Served(0, False, bad.lacks)
     from ..engines.llamacpp_kv import n_layer
     layers = n_layer(model)
     ngl = plan.engine_config.get("n_gpu_layers")
     if ngl is not None and int(ngl) <= layers:
-        return Served(0, True, f"only {ngl} of {layers + 1} layers fit on the device; the rest would run on the CPU")
+        return Served(0, False, f"only {ngl} of {layers + 1} layers fit on the device; the rest would run on the CPU")
     per_seq = int(plan.engine_config.get(ctx_key) or context)
     if per_seq < context:
-        return Served(0, True, f"{per_seq:,} tokens per sequence, {context:,} asked")
+        return Served(0, False, f"{per_seq:,} tokens per sequence, {context:,} asked")
     return Served(concurrency, False)
 
 

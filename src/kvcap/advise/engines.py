@@ -307,6 +307,9 @@ class Ollama(LlamaCpp):
 class MLX(Adapter):
     name = "mlx"
     backends = ("metal",)
+    # mlx.py prices a quantized cache with what attention dequantizes on the way: at long contexts
+    # a 4-bit cache can hold fewer tokens than the plain one, so KV dtypes are not ordered.
+    kv_monotone = False
 
     def weights(self, model: ModelSpec) -> dict[int, Choice]:
         bits = _ckpt_bits(model)
@@ -325,12 +328,11 @@ class MLX(Adapter):
         return {"context": context, "batch": concurrency}
 
     def served(self, plan: Plan, model: ModelSpec, context: int, concurrency: int) -> Served:
-        bad = _failed(plan)
-        if bad:
-            return bad
-        if plan.binding.name == "fits_but_will_page":
-            return Served(0, True, plan.binding.reason)
+        # mlx.py reports max_batch, the most sequences of this context inside the working set,
+        # whether or not the batch asked for fits.
         c = int(plan.engine_config.get("max_batch") or 0)
+        if _failed(plan) or plan.binding.name == "fits_but_will_page":
+            return Served(min(c, concurrency - 1), True, plan.binding.reason)
         lacks = "" if c >= concurrency else f"the working set holds {c} sequences of {context:,} tokens"
         return Served(c, True, lacks)
 

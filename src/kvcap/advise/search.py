@@ -90,7 +90,13 @@ class Search:
     def record(self, ad: Adapter, cfg: Config, served: Served, plan: Plan | None) -> Solution | None:
         if plan is None or served.concurrency < 1:
             return None
-        pin = ad.pin(served, self.context, self.concurrency)
+        if served.concurrency < self.concurrency:
+            # A replica: the plan for the sequences one replica serves (what its launch reproduces).
+            s2, p2 = self.evaluate(ad, cfg, served.concurrency)
+            if p2 is None or not p2.fits or s2.concurrency < served.concurrency:
+                return None
+            plan = p2
+        pin = ad.pin(served, self.context, min(served.concurrency, self.concurrency))
         if pin:   # the plan the engine runs with the answer set explicitly (its launch reproduces it)
             opts = {**plan.options, **pin}
             pinned = self.planner.plan(cfg.engine, with_count(cfg.device, cfg.layout.gpus), opts)
@@ -131,17 +137,20 @@ class Search:
                         out.append(Candidate(key, g, cfg))
         return out
 
-    def most_capable(self, g: Group) -> Config:
+    def most_capable(self, g: Group, kv: Choice | None = None) -> Config:
+        """The largest device, the most GPUs, the most quantization (with `kv` where KV dtypes are
+        not ordered by capacity)."""
         big = g.classes[-1]
         multi = g.ad.multi_gpu and big.multi_gpu
         lays = [l for l in layouts(self.max_gpus if multi else 1, self.nodes, bool(g.ad.multi_node))
                 if g.ad.layout(l.tp, l.pp) is not None]
-        return Config(g.ad.name, big, lays[-1], g.weights[-1], g.kvs[-1])
+        return Config(g.ad.name, big, lays[-1], g.weights[-1], kv or g.kvs[-1])
 
     # ---- pruning ------------------------------------------------------------------------------
     def fails_already(self, c: Candidate) -> bool:
         gpus, mem, wb, kb = c.point
-        return any(gpus <= f[0] and mem <= f[1] and wb >= f[2] and kb >= f[3]
+        ordered = c.group.ad.kv_monotone
+        return any(gpus <= f[0] and mem <= f[1] and wb >= f[2] and (kb >= f[3] if ordered else kb == f[3])
                    for f in self.failed.get((c.config.engine, c.group.backend), ()))
 
     def beaten(self, c: Candidate) -> bool:
@@ -169,16 +178,26 @@ class Search:
         for g in groups:
             if g.ad.name in self.done_engines:
                 continue
-            cfg = self.most_capable(g)
-            s, p, err = self.attempt(g.ad, cfg)
+            probes = [self.most_capable(g, kv) for kv in (g.kvs[-1:] if g.ad.kv_monotone else g.kvs)]
+            results = [(cfg, *self.attempt(g.ad, cfg)) for cfg in probes]
+            cfg, s, p, err = max(results, key=lambda t: t[1].concurrency)
             if isinstance(err, ModelError):      # the engine does not support this model at all
                 self.misses.append(Miss(g.ad.name, "all", cfg, 0, s.lacks))
                 self.done_engines.add(g.ad.name)
                 continue
-            if p is not None and s.concurrency == 0:
-                self.misses.append(Miss(g.ad.name, g.backend, cfg, 0, s.lacks))
-                self.tried.append((cfg, s))
-                continue
+            if p is not None and s.concurrency < self.concurrency:
+                # Even the most capable configuration holds fewer than asked: no single replica
+                # anywhere in the group will (the walk skips them all), only replicas can serve.
+                for c2, s2, p2, _ in results:
+                    if p2 is None:
+                        continue
+                    self.failed.setdefault((g.ad.name, g.backend), []).append(
+                        (c2.layout.gpus, c2.layout.gpus * c2.device.memory_bytes, c2.weights.bits, c2.kv.bits))
+                    self.tried.append((c2, s2))
+                if s.concurrency == 0 and (s.exact or self.replicas_allowed(cfg.device_class, cfg.layout) < 2):
+                    self.misses.append(Miss(g.ad.name, g.backend, cfg, 0, s.lacks))
+                    continue
+                self.replicas_on_the_largest(g)
             live.append(g)
         cands = sorted((c for g in live for c in self.candidates(g)), key=lambda c: c.key)
         for _, bucket in groupby(cands, key=lambda c: c.key[:6]):
@@ -208,6 +227,19 @@ class Search:
                 self.failed.setdefault((c.config.engine, c.group.backend), []).append(c.point)
                 self.record(c.group.ad, c.config, s, p)      # replicas, where they fit the budget
             self.tried.append((c.config, s))
+
+    def replicas_on_the_largest(self, g: Group) -> None:
+        """Where no replica holds all the sequences: replicas of each layout on the largest device."""
+        big = g.classes[-1]
+        multi = g.ad.multi_gpu and big.multi_gpu
+        for layout in layouts(self.max_gpus if multi else 1, self.nodes, bool(g.ad.multi_node)):
+            if g.ad.layout(layout.tp, layout.pp) is None or layout.nodes > 1:
+                continue
+            for kv in (g.kvs[-1:] if g.ad.kv_monotone else g.kvs):
+                cfg = Config(g.ad.name, big, layout, g.weights[-1], kv)
+                s, p = self.evaluate(g.ad, cfg)
+                if s.exact:
+                    self.record(g.ad, cfg, s, p)
 
     def replicate_yes_no(self, groups: list[Group]) -> None:
         """llama.cpp and Ollama answer yes/no for K sequences: where an engine found nothing, ask
