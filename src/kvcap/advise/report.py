@@ -40,8 +40,8 @@ def _layout(s: Solution) -> str:
 
 
 def _miss_text(m: Miss, k: int) -> str:
-    if m.config is None:
-        return f"{m.engine} ({m.scope}): {m.reason}"
+    if m.config is None or m.scope == "all":
+        return f"{m.engine}: {m.reason}"
     c = m.config
     where = f"{c.layout.gpus} × {c.device.key or c.device.name}" if c.layout.gpus > 1 else (c.device.key or c.device.name)
     return (f"{m.engine} ({m.scope}): best was {where}, weights {c.weights.label}, KV {c.kv.label}: holds "
@@ -87,15 +87,17 @@ def fit_text(r: FitResult, launches: dict[int, Any] | None = None) -> str:
         out.append("Listed: " + ("every configuration that serves." if r.complete else
                    "the best answers and each engine's best; one with more devices, more memory and no less "
                    "quantization is left out, and larger devices serve too (--all lists every configuration)."))
-    missed = [mm for mm in r.misses]
-    if missed and r.feasible:
+    served = {s.config.engine for s in r.solutions}
+    out_engines = [mm for mm in r.misses if mm.engine not in served]
+    elsewhere = [mm for mm in r.misses if mm.engine in served]
+    if out_engines:
         out.append("")
-        out.append("Not served:")
-        out += [f"  {_miss_text(mm, r.concurrency)}" for mm in missed]
-    elif missed:
+        out.append("Engines that cannot serve this (their closest miss):" if r.feasible else "Why each engine fails:")
+        out += [f"  {_miss_text(mm, r.concurrency)}" for mm in out_engines]
+    if elsewhere:
         out.append("")
-        out.append("Why each engine fails:")
-        out += [f"  {_miss_text(mm, r.concurrency)}" for mm in missed]
+        out.append("Not served there either:")
+        out += [f"  {_miss_text(mm, r.concurrency)}" for mm in elsewhere]
     for i, lt in (launches or {}).items():
         out.append("")
         out.append(f"Launch #{i}:")
