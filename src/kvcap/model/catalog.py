@@ -1,7 +1,9 @@
 """The embedded model catalog: real config.json files shipped in `data/`.
 
 Two sources: MLC-LLM's presets (`data/mlc_model_presets.json`, keyed by preset name) and HF
-configs (`data/hf/<org>__<model>.json`). Lookup is forgiving about case, punctuation and the
+configs (`data/hf/<org>__<model>.json`; adding a model = dropping its config.json there, named
+`<org>__<model>.json`). Each entry is tagged with its source and grouped by family (from its
+model_type, see `families.FAMILY`). Lookup is forgiving about case, punctuation and the
 organisation prefix; an ambiguous name lists the candidates.
 """
 
@@ -31,6 +33,28 @@ class Entry:
         if self.source == "mlc-preset":
             return dict(_presets()[self.key])
         return json.loads((DATA / "hf" / self.path).read_text())
+
+    @property
+    def model_type(self) -> str:
+        mt = self.config().get("model_type")
+        return mt if isinstance(mt, str) else ""
+
+    @property
+    def family(self) -> str:
+        from .families import family_of
+        return family_of(self.model_type)
+
+
+def by_family(family: str | None = None) -> tuple[Entry, ...]:
+    """Entries of one family (case-insensitive), or all of them; unknown family -> ModelError."""
+    if family is None:
+        return entries()
+    want = family.lower()
+    hits = tuple(e for e in entries() if e.family.lower() == want)
+    if not hits:
+        known = sorted({e.family for e in entries()})
+        raise ModelError(f"no catalog family {family!r}; families: {', '.join(known)}")
+    return hits
 
 
 def norm(name: str) -> str:

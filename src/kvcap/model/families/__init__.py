@@ -109,7 +109,13 @@ def builder_for(model_type: str) -> Callable[[Mapping[str, Any], str, str], Any]
     build = getattr(import_module(f"{__name__}.{module}"), func)
 
     def checked(cfg: Mapping[str, Any], name: str, source: str) -> Any:
-        _check_remote_code(cfg, model_type)
-        return build(cfg, name, source)
+        try:
+            _check_remote_code(cfg, model_type)
+            return build(cfg, name, source)
+        except ModelError as e:
+            # say which model, once
+            if name and not str(e).startswith(name):
+                raise ModelError(f"{name}: {e}") from None
+            raise
 
     return checked
