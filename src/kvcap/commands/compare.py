@@ -146,10 +146,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model import load_model
     from ..units import parse_count
 
-    model = load_model(args.model)
+    model = common.model_from_args(args)
     device = common.device_from_args(args)
     context = parse_count(args.context, "--context") if args.context is not None else None
     if args.concurrency is not None and args.concurrency < 1:

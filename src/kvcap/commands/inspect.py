@@ -18,7 +18,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model import load_model
     from .inspect_summary import summary
 
     context = parse_count(args.context, "--context") if args.context else None

@@ -37,10 +37,9 @@ def local_device_spec(device, memory: str | None = None):
 
 def run(args: argparse.Namespace) -> int:
     from .. import plan as make_plan
-    from ..model import load_model
     from ..probe import torchdev
 
-    model = load_model(args.model)
+    model = common.model_from_args(args)
     options = options_from_args(args)
     torchdev.require_torch()
     from ..probe.progress import Bar
