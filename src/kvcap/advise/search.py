@@ -6,11 +6,13 @@ answer. Nothing is guessed: a candidate is either planned by its engine or skipp
 planned one settles it:
   - below the lower bound (weights and KV at their bits, per device): cannot hold the target;
   - no more capable than one that failed (as few devices, no more memory, no more
-    quantization): fails too, since more memory never gives fewer tokens;
+    quantization): fails too, since more memory never gives fewer tokens (KV dtypes count only
+    where the engine's smaller dtype never holds fewer tokens: not MLX's);
   - no better than one that serves (as many devices, as much memory, as much quantization):
     serves, but ranks below it and adds nothing.
 Per engine and backend the most capable candidate is planned first: if even it holds nothing,
-the whole group fails and that plan is its closest miss. The search stops once the top
+the whole group fails and that plan is its closest miss; if it holds some but not all, only
+replicas can serve (each planned at the sequences one replica holds). The search stops once the top
 `top` answers are settled and every engine has its best (or has none); `exhaustive` plans every
 candidate above the lower bound instead.
 """
