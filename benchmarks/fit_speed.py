@@ -26,7 +26,7 @@ DEFAULT_TARGETS = ("llama3_1_8b:32768:8", "llama3_1_70b:32768:8", "Qwen/Qwen3-30
 
 
 def solver(model, context: int, k: int, runs: int) -> tuple[float, float, float, int, int]:
-    from kvcap.advise import fit
+    from kvcap.advise.fit import fit
     fit(model, context, k)                    # first call imports the engine policies
     times, cpu, plans, answers = [], [], 0, 0
     for _ in range(runs):

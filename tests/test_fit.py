@@ -5,7 +5,7 @@ import math
 import pytest
 
 import kvcap
-from kvcap.advise import fit
+from kvcap.advise.fit import fit
 from kvcap.advise.fit import _undominated
 from kvcap.advise.space import lower_bound, text_params
 from kvcap.device import get_device

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kvcap
-from kvcap.advise import fit
+from kvcap.advise.fit import fit
 from kvcap.device import get_device
 from kvcap.errors import OptionsError
 from kvcap.launch import launch

@@ -6,7 +6,7 @@ import shlex
 import pytest
 
 import kvcap
-from kvcap.advise import fit
+from kvcap.advise.fit import fit
 from kvcap.advise.report import launches_for
 from kvcap.cli import main
 from kvcap.device import get_device

@@ -23,12 +23,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"kvcap: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that command's subparser, so a cold `kvcap plan` does not
+    import the other commands (their imports are most of a cold start)."""
     parser = _Parser(prog="kvcap", description="How much KV cache a model gets on a device under an engine.")
     parser.add_argument("--version", action="version", version=f"kvcap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        if find_spec(f"kvcap.commands.{name}") is None:
+        if (only is not None and name != only) or find_spec(f"kvcap.commands.{name}") is None:
             continue
         mod = import_module(f"kvcap.commands.{name}")
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
@@ -38,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = argv[0] if argv else None
+    parser = build_parser(first if first in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -1,11 +1,7 @@
 """advise: what to change to get more KV cache, and what it takes to serve a target.
 
-    ranked_what_ifs(plan)        the changes that relax the binding limit, ranked by gain
-    fit(model, context, k, …)    the configurations that serve k sequences of `context` tokens
+    advise.whatif.ranked_what_ifs(plan)   the changes that relax the binding limit, ranked by gain
+    advise.fit.fit(model, context, k, …)  the configurations that serve k sequences of `context` tokens
+
+Nothing is imported here: `kvcap plan` uses advise.report without loading the solver.
 """
-
-from __future__ import annotations
-
-from .fit import Config, FitResult, Miss, Solution, fit
-
-__all__ = ["fit", "FitResult", "Solution", "Miss", "Config"]

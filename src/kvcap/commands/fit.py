@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..advise import fit
+    from ..advise.fit import fit
     from ..advise.report import fit_json, fit_text, launches_for
     from ..units import parse_count
 
