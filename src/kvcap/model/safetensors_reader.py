@@ -96,7 +96,7 @@ def _entry(name: str, info: Any, where: str) -> Entry:
     if not isinstance(info, dict):
         raise ModelError(f"{where}: tensor {name!r} must be described by an object")
     dtype = info.get("dtype")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:   # a list or object is no dtype (and unhashable)
         raise ModelError(f"{where}: tensor {name!r} has unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
     shape, offsets = info.get("shape"), info.get("data_offsets")
     if not isinstance(shape, list) or len(shape) > _MAX_NDIM:
