@@ -133,7 +133,8 @@ def _resolve(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -
     if model.num_attention_heads % tp:
         raise OptionsError(f"sglang: num_attention_heads {model.num_attention_heads} is not divisible by --tp-size {tp}")
     n_kv = model.num_key_value_heads
-    if (tp <= n_kv and n_kv % tp) or (tp > n_kv and tp % n_kv):
+    # n_kv == 0: no attention KV to split (an attention-free model; build_pool refuses its layers).
+    if n_kv and ((tp <= n_kv and n_kv % tp) or (tp > n_kv and tp % n_kv)):
         raise OptionsError(f"sglang: {n_kv} KV heads cannot be split or replicated over --tp-size {tp}")
     page = _int(options, "page_size", 1)
     ratio = _fraction(options, "swa_full_tokens_ratio") or 0.8
