@@ -172,7 +172,10 @@ def mlc_module(t: Tensor, shape: tuple[int, ...] | None = None) -> str:
     if t.role == EMBED or (t.part == "vision" and t.name.endswith("position_embedding")):
         return "embedding"         # the CLIP position table is an nn.Embedding too
     if t.role == ROUTER:
-        # utils.is_moe_gate: a gate Linear with at most 256 outputs stays unquantized.
+        # utils.is_moe_gate: a gate Linear with at most 256 outputs stays unquantized. A 1-D
+        # router tensor (DeepSeek-V3's e_score_correction_bias) is a plain parameter, no Linear.
+        if len(shape) < 2:
+            return "param"
         return "moe_gate" if shape[-2] <= 256 else "linear"
     return "param"
 

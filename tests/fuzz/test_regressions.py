@@ -25,3 +25,19 @@ def test_safetensors_dtype_that_is_a_list():
     with pytest.raises(ModelError, match="unknown dtype") as e:
         parse_header(raw, "m.safetensors", 4)
     _one_line(e.value)
+
+
+def test_mlc_prices_a_one_dimensional_router_bias():
+    # Kimi-K2 (DeepSeek-V3 layout, no MTP) carries gate.e_score_correction_bias, a 1-D ROUTER
+    # tensor: MLC's is_moe_gate looked at shape[-2] and raised IndexError on every device.
+    import kvcap
+    p = kvcap.plan(kvcap.load_model("moonshotai/Kimi-K2-Instruct"), "h100-sxm", engine="mlc")
+    assert not p.fits        # ~1 TB of weights on one 80 GB card: a clean "does not fit"
+
+
+def test_sglang_attention_free_model_is_refused_not_divided_by_zero():
+    # RWKV has no KV heads: the TP split check computed tp % 0.
+    import kvcap
+    with pytest.raises(ModelError, match="linear-attention state pool") as e:
+        kvcap.plan(kvcap.load_model("rwkv5_3b"), "h100-sxm", engine="sglang")
+    _one_line(e.value)
