@@ -124,6 +124,7 @@ def test_engines_list_their_own_options(server):
     assert sorted(by) == sorted(available())
     assert by["mlc"]["options"] == dict(get_engine("mlc").OPTIONS)
     assert by["mlx"]["backends"] == ["metal"]
+    assert doc["max_upload"] == server.max_upload
 
 
 def test_chart_is_svg_with_caps_and_the_chosen_point(server):

@@ -144,3 +144,37 @@ def test_bad_name_shows_the_one_line_error(browser, site):
     browser.get(site + "?model=../../etc/passwd&device=h100-sxm")
     WebDriverWait(browser, WAIT).until(lambda d: "path" in d.find_element("id", "error").text)
     _shot(browser, "web-error.png")
+
+
+def test_upload_config_then_its_safetensors_header(browser, site, tmp_path):
+    import json
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from test_reader_files import tiny_llama, tiny_llama_tensors, write_safetensors
+    from selenium.webdriver.support.ui import WebDriverWait
+    wait = WebDriverWait(browser, WAIT)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(tiny_llama(_name_or_path="org/tiny-llama")))
+    st = tmp_path / "model.safetensors"
+    size = write_safetensors(st, tiny_llama_tensors("F16"))
+    browser.get(site + "?device=rtx-4090&engine=llamacpp")
+    wait.until(lambda d: d.find_element("id", "engine").get_attribute("value") == "llamacpp")
+    browser.find_element("id", "upload").send_keys(str(cfg))
+    wait.until(lambda d: d.find_element("id", "model").get_attribute("value").startswith("upload:")
+               and (_tokens(d) or 0) > 0)
+    assert "org/tiny-llama" in browser.find_element("id", "model-info").text
+    browser.find_element("id", "upload").send_keys(str(st))
+    # The header's F16 bytes replace the config's estimate: the page shows them as stored bytes.
+    wait.until(lambda d: "stored" in d.find_element("id", "model-info").text)
+    assert f"({size:,} B)" in browser.find_element("id", "model-info").text
+    assert not browser.find_element("id", "error").is_displayed()
+
+
+def test_oversized_upload_shows_the_error(browser, site, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+    big = tmp_path / "config.json"
+    big.write_bytes(b" " * (17 << 20))
+    browser.get(site)
+    browser.find_element("id", "upload").send_keys(str(big))
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_element("id", "error").is_displayed())
+    assert "above the limit" in browser.find_element("id", "error").text

@@ -48,7 +48,7 @@ def devices(q: Mapping[str, str], uploads=None) -> dict:
     return {"total": len(hits), "devices": [device_summary(d) for d in hits[:MAX_RESULTS]]}
 
 
-def engines(q: Mapping[str, str], uploads=None) -> dict:
+def engines(q: Mapping[str, str], uploads=None, max_upload: int | None = None) -> dict:
     """Each engine's own option names and help, and the backends it runs on."""
     from ..commands.compare import ENGINE_BACKENDS
     from ..device.spec import BACKENDS
@@ -58,7 +58,10 @@ def engines(q: Mapping[str, str], uploads=None) -> dict:
         mod = get_engine(name)
         out.append({"name": name, "options": dict(getattr(mod, "OPTIONS", {})),
                     "backends": list(ENGINE_BACKENDS.get(name, BACKENDS))})
-    return {"engines": out, "backends": list(BACKENDS)}
+    doc = {"engines": out, "backends": list(BACKENDS)}
+    if max_upload is not None:
+        doc["max_upload"] = max_upload   # the page sends no more of a GGUF file than this
+    return doc
 
 
 def _launch(p) -> dict | None:
@@ -116,8 +119,7 @@ def chart_series(q: Mapping[str, str], uploads) -> list:
 def chart(q: Mapping[str, str], uploads) -> str:
     from .chart import render
     series = chart_series(q, uploads)
-    title = q.get("model", "")
-    return render(series, f"KV capacity against memory: {series[0].device} ({series[0].backend})" if series else title)
+    return render(series, f"KV capacity against memory: {series[0].device} ({series[0].backend})")
 
 
 def upload(body: bytes, q: Mapping[str, str], uploads) -> dict:

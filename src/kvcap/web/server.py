@@ -35,8 +35,7 @@ STATIC = {  # URL path -> (file in web/static, content type)
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 GET_ROUTES: dict[str, Callable] = {
-    "/api/models": api.models, "/api/devices": api.devices, "/api/engines": api.engines,
-    "/api/plan": api.plan, "/api/compare": api.compare,
+    "/api/models": api.models, "/api/devices": api.devices, "/api/plan": api.plan, "/api/compare": api.compare,
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
@@ -186,6 +185,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, body, ctype)
         elif parts.path == "/api/plot":
             self._send(200, api.chart(q, self.server.uploads).encode(), "image/svg+xml")
+        elif parts.path == "/api/engines":
+            self._json(200, api.engines(q, self.server.uploads, self.server.max_upload))
         elif parts.path in GET_ROUTES:
             self._json(200, GET_ROUTES[parts.path](q, self.server.uploads))
         elif parts.path == "/api/upload":

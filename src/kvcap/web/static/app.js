@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const UPLOAD_LIMIT = 16 << 20;
+let uploadLimit = 16 << 20;  // replaced by the server's limit (/api/engines max_upload)
 let engines = {};          // name -> {options: {name: help}, backends: [...]}
 let inflight = null;       // AbortController of the current refresh
 let lastUpload = "";       // the token of the last config.json upload (safetensors headers join it)
@@ -15,6 +15,12 @@ function fmtBytes(n) {
   const units = [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 1024]];
   for (const [u, s] of units) if (Math.abs(n) >= s) return (n / s).toFixed(2) + " " + u;
   return n + " B";
+}
+
+function fmtParams(n) {
+  if (n >= 1e9) return (n / 1e9).toFixed(2) + "B";
+  if (n >= 1e6) return (n / 1e6).toFixed(1) + "M";
+  return fmtInt(n);
 }
 
 function fmtValue(v, unit) {
@@ -234,7 +240,8 @@ function renderPlan(doc) {
   const m = doc.model;
   $("model-info").textContent = m.name + " — " + m.model_type + ", " + m.num_hidden_layers + " layers, " +
     m.num_key_value_heads + " KV heads × " + m.head_dim + ", context " + (m.context_window ? fmtInt(m.context_window) : "—") +
-    ", " + (m.num_params / 1e9).toFixed(2) + "B parameters" + (m.stored_bytes ? ", stored " + fmtBytes(m.stored_bytes) : "");
+    ", " + fmtParams(m.num_params) + " parameters" +
+    (m.stored_bytes ? ", stored " + fmtBytes(m.stored_bytes) + " (" + fmtInt(m.stored_bytes) + " B)" : "");
   const d = doc.device;
   $("device-info").textContent = d.name + " — " + d.backend + ", " + fmtBytes(d.memory_bytes) +
     (d.count > 1 ? " × " + d.count : "") + (d.memory_source ? " (" + d.memory_source + ")" : "");
@@ -287,10 +294,10 @@ async function fileHead(file) {
     const head = new DataView(await file.slice(0, 8).arrayBuffer());
     if (head.byteLength < 8) throw new Error(file.name + ": too short for a safetensors file");
     const n = Number(head.getBigUint64(0, true));
-    if (n > UPLOAD_LIMIT) throw new Error(file.name + ": its header declares " + fmtInt(n) + " bytes, above the upload limit");
+    if (n > uploadLimit) throw new Error(file.name + ": its header declares " + fmtInt(n) + " bytes, above the upload limit");
     return file.slice(0, 8 + n);
   }
-  if (lower.endsWith(".gguf")) return file.slice(0, Math.min(file.size, UPLOAD_LIMIT));
+  if (lower.endsWith(".gguf")) return file.slice(0, Math.min(file.size, uploadLimit));
   return file;  // config.json: the whole file (the server refuses one above the limit)
 }
 
@@ -318,6 +325,7 @@ async function start() {
       const o = el("option", e.name); o.value = e.name; $("engine").appendChild(o);
     });
     doc.backends.forEach((b) => { const o = el("option", b); o.value = b; $("backend").appendChild(o); });
+    if (doc.max_upload) uploadLimit = doc.max_upload;
   } catch (e) { showError("cannot list engines: " + e.message); }
   const q = new URLSearchParams(location.search);
   formFromState(q);
