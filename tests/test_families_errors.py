@@ -42,6 +42,7 @@ def test_remote_code_for_an_unknown_architecture_is_refused():
 @pytest.mark.parametrize("patch, match", [
     ({"hidden_size": 250}, "not divisible by num_attention_heads 8 and the config has no head_dim"),
     ({"num_hidden_layers": 0}, "'num_hidden_layers' = 0 is out of range"),
+    ({"num_hidden_layers": 10**9}, "beyond any real model"),       # would otherwise build 1e9 layers
     ({"num_key_value_heads": 3}, "not a multiple of num_key_value_heads 3"),
     ({"layer_types": ["full_attention"] * 3}, "'layer_types' has 3 entries for num_hidden_layers 4"),
     ({"layer_types": ["full_attention"] * 3 + ["mystery_attention"]}, "layer type 'mystery_attention' is not supported"),

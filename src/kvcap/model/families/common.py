@@ -19,6 +19,12 @@ from ..spec import (BIAS, CHUNKED, COL, EMBED, FULL, LINEAR, LM_HEAD, NORM, OTHE
                     Layer, ModelSpec, Tensor)
 
 
+# No released model comes near these; a config beyond them is corrupt, and building one Layer and
+# a dozen Tensors per layer for it would take unbounded time and memory.
+MAX_LAYERS = 1024
+MAX_MTP_LAYERS = 16
+
+
 @dataclass(frozen=True)
 class Dims:
     """The text model's shape as its config declares it (validated)."""
@@ -39,6 +45,8 @@ def dims(cfg: Mapping[str, Any], *, tied_default: bool = False, dtype_default: s
          inter_required: bool = False, head_dim_key: str = "head_dim") -> Dims:
     hidden = C.get_int(cfg, "hidden_size", "n_embd", "d_model")
     n_layers = C.get_int(cfg, "num_hidden_layers", "n_layer", "num_layers")
+    if n_layers > MAX_LAYERS:
+        raise ModelError(f"{n_layers} layers is beyond any real model (limit {MAX_LAYERS}); the config is corrupt")
     n_heads = C.get_int(cfg, "num_attention_heads", "n_head", "num_heads")
     n_kv = C.get_int(cfg, "num_key_value_heads", "multi_query_group_num", "n_head_kv", default=n_heads)
     if n_heads % n_kv:
@@ -58,6 +66,14 @@ def dims(cfg: Mapping[str, Any], *, tied_default: bool = False, dtype_default: s
 
 
 # ---- tensors ---------------------------------------------------------------------------------
+def mtp_layers(cfg: Mapping[str, Any], *names: str) -> int:
+    """How many MTP / next-n blocks the config declares (0 when none)."""
+    n = C.get_int(cfg, *names, default=0, minimum=0)
+    if n > MAX_MTP_LAYERS:
+        raise ModelError(f"{n} MTP layers is beyond any real model (limit {MAX_MTP_LAYERS})")
+    return n
+
+
 def linear(name: str, out: int, inp: int, shard: str, part: str = "text") -> Tensor:
     return Tensor(name, (out, inp), LINEAR, shard, part=part)
 

@@ -50,7 +50,7 @@ def build(cfg: Mapping[str, Any], name: str, source: str) -> ModelSpec:
     moe_inter = C.get_int(cfg, "moe_intermediate_size")
     n_shared = C.get_int(cfg, "n_shared_experts", default=0, minimum=0)
     noaux = cfg.get("topk_method") == _NOAUX or model_type == "glm4_moe_lite"
-    n_mtp = C.get_int(cfg, "num_nextn_predict_layers", default=0, minimum=0)
+    n_mtp = K.mtp_layers(cfg, "num_nextn_predict_layers")
     dense_layers = _dense_layers(cfg, model_type, d.n_layers)
 
     def block(i: int, part: str) -> list[Tensor]:

@@ -80,7 +80,7 @@ def build(cfg: Mapping[str, Any], name: str, source: str) -> ModelSpec:
         tensors += mlp(p, i, "text") + K.norm(p + "norm0", h) + K.norm(p + "norm1", h)
     tensors += K.norm("norm", h) + K.lm_head(d.vocab, h, d.tied)
 
-    n_mtp = C.get_int(cfg, "mtp_num_hidden_layers", default=0, minimum=0)
+    n_mtp = K.mtp_layers(cfg, "mtp_num_hidden_layers")
     for j in range(n_mtp):
         p = f"layers.{n + j}."
         tensors += [K.linear(p + "fc", h, 2 * h, REP, "mtp"), K.vec(p + "pre_fc_norm_hidden", h, part="mtp"),

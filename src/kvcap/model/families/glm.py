@@ -61,7 +61,7 @@ def build(cfg: Mapping[str, Any], name: str, source: str) -> ModelSpec:
     tensors += K.norm("norm", h) + K.lm_head(d.vocab, h, d.tied)
     layers = [K.attention_layer(FULL, d.n_kv, d.head_dim, d.n_heads)] * d.n_layers
     notes = []
-    n_mtp = C.get_int(cfg, "num_nextn_predict_layers", default=0, minimum=0) if moe else 0
+    n_mtp = K.mtp_layers(cfg, "num_nextn_predict_layers") if moe else 0
     for j in range(n_mtp):
         i = d.n_layers + j
         tensors += mtp_wrapper(f"layers.{i}.", d.vocab, h) + block(i, "mtp")

@@ -24,7 +24,8 @@ def build(cfg: Mapping[str, Any], name: str, source: str) -> ModelSpec:
     types = K.layer_types(cfg, n, ("full_attention", "linear_attention"))
     if types is None:
         raw = cfg.get("attn_type_list")
-        if not isinstance(raw, list) or len(raw) != n or not set(raw) <= {0, 1}:
+        # type() is int: a nested list is unhashable in a set, a bool is no layer type.
+        if not isinstance(raw, list) or len(raw) != n or not all(type(t) is int and t in (0, 1) for t in raw):
             raise ModelError(f"a MiniMax config needs attn_type_list (0/1 per layer) or layer_types for {n} layers")
         types = ["full_attention" if t == 1 else "linear_attention" for t in raw]
     n_exp, top_k = C.get_int(cfg, "num_local_experts"), C.get_int(cfg, "num_experts_per_tok")

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 from ...errors import ModelError
 from .. import config as C
 from ..spec import BIAS, LINEAR, NORM, OTHER, REP, Tensor
+from .common import MAX_LAYERS
 from .vision import clip_tensors
 
 V, P = "vision", "projector"
@@ -27,8 +28,15 @@ def _ln(name: str, dim: int, bias: bool = True, part: str = V) -> list[Tensor]:
     return t + [Tensor(name + ".bias", (dim,), NORM, REP, part=part)] if bias else t
 
 
+def _depth(vc: Mapping[str, Any], key: str = "num_hidden_layers", default: Any = None) -> int:
+    n = C.get_int(vc, key) if default is None else C.get_int(vc, key, default=default)
+    if n > MAX_LAYERS:
+        raise ModelError(f"vision_config {key} {n} is beyond any real tower (limit {MAX_LAYERS})")
+    return n
+
+
 def _dims(vc: Mapping[str, Any], depth_key: str = "num_hidden_layers") -> tuple[int, int, int]:
-    return C.get_int(vc, "hidden_size"), C.get_int(vc, "intermediate_size"), C.get_int(vc, depth_key)
+    return C.get_int(vc, "hidden_size"), C.get_int(vc, "intermediate_size"), _depth(vc, depth_key)
 
 
 # ---- towers ----------------------------------------------------------------------------------
@@ -82,7 +90,7 @@ def qwen3_5(vc: Mapping[str, Any]) -> list[Tensor]:
     """Qwen3.5 / Qwen3-VL vision (modeling_qwen3_5.py Qwen3_5VisionModel): 3-D patch conv, learned
     positions, pre-norm blocks with fused qkv, and the 2x2 patch merger into the text width."""
     h, inter = C.get_int(vc, "hidden_size"), C.get_int(vc, "intermediate_size")
-    n = C.get_int(vc, "depth")
+    n = _depth(vc, "depth")
     patch, tp = C.get_int(vc, "patch_size"), C.get_int(vc, "temporal_patch_size", default=2)
     ch = C.get_int(vc, "in_channels", default=3)
     merge = C.get_int(vc, "spatial_merge_size", default=2)
@@ -111,7 +119,7 @@ def llama4(vc: Mapping[str, Any]) -> list[Tensor]:
     config.json leaves vision_config out."""
     h = C.get_int(vc, "hidden_size", default=768)
     inter = C.get_int(vc, "intermediate_size", default=5632)
-    n = C.get_int(vc, "num_hidden_layers", default=34)
+    n = _depth(vc, "num_hidden_layers", 34)
     patch, image = C.get_int(vc, "patch_size", default=14), C.get_int(vc, "image_size", default=448)
     ch = C.get_int(vc, "num_channels", default=3)
     p_in, p_out = C.get_int(vc, "projector_input_dim", default=4096), C.get_int(vc, "projector_output_dim", default=4096)
