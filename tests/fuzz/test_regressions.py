@@ -41,3 +41,13 @@ def test_sglang_attention_free_model_is_refused_not_divided_by_zero():
     with pytest.raises(ModelError, match="linear-attention state pool") as e:
         kvcap.plan(kvcap.load_model("rwkv5_3b"), "h100-sxm", engine="sglang")
     _one_line(e.value)
+
+
+def test_minimax_attn_type_list_holding_a_list():
+    from kvcap.model import catalog, load_model
+    entry = next(e for e in catalog.entries() if e.model_type == "minimax_m1")
+    cfg = entry.config()
+    cfg["attn_type_list"] = [[0, 0]] + cfg["attn_type_list"][1:]
+    with pytest.raises(ModelError, match="attn_type_list") as e:
+        load_model(cfg)
+    _one_line(e.value)
