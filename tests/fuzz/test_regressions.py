@@ -51,3 +51,35 @@ def test_minimax_attn_type_list_holding_a_list():
     with pytest.raises(ModelError, match="attn_type_list") as e:
         load_model(cfg)
     _one_line(e.value)
+
+
+@pytest.mark.parametrize("value", ["512", [512], float("inf"), {"a": 1}])
+def test_mlc_fields_of_a_config_are_checked_counts(value):
+    # A config.json's prefill_chunk_size reached MLC's `pcs > ctx` / int(pcs) raw: TypeError,
+    # ValueError or OverflowError instead of a ModelError naming the field.
+    import kvcap
+    with pytest.raises(ModelError, match="'prefill_chunk_size'") as e:
+        kvcap.plan(kvcap.load_model(_tiny_llama(prefill_chunk_size=value)), "rtx-4090", engine="mlc")
+    _one_line(e.value)
+
+
+def test_mlc_chat_config_limits_are_checked_counts(tmp_path):
+    chat = {"model_type": "llama", "quantization": "q4f16_1", "context_window_size": "4k",
+            "model_config": _tiny_llama()}
+    (tmp_path / "mlc-chat-config.json").write_text(json.dumps(chat))
+    from kvcap.model import load_model
+    with pytest.raises(ModelError, match="'context_window_size'") as e:
+        load_model(tmp_path)
+    _one_line(e.value)
+    chat["context_window_size"] = -1         # MLC's "no limit" stays accepted
+    chat["model_config"]["prefill_chunk_size"] = 512.0
+    (tmp_path / "mlc-chat-config.json").write_text(json.dumps(chat))
+    assert load_model(tmp_path).mlc["compile_prefill_chunk_size"] == 512
+
+
+def _tiny_llama(**over):
+    cfg = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 96,
+           "max_position_embeddings": 2048, "torch_dtype": "float16"}
+    cfg.update(over)
+    return cfg

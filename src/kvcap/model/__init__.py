@@ -23,7 +23,9 @@ _MODEL_SUFFIXES = (".json", ".gguf", ".safetensors")
 
 
 def with_mlc_fields(spec: ModelSpec, cfg: dict) -> ModelSpec:
-    extra = {k: cfg[k] for k in MLC_KEYS if k in cfg}
+    from .config import get_int
+    # Counts, checked like every config field (-1 is MLC's "none" for windows and sinks).
+    extra = {k: get_int(cfg, k, minimum=-1) for k in MLC_KEYS if cfg.get(k) is not None}
     return dataclasses.replace(spec, mlc=extra) if extra else spec
 
 

@@ -134,13 +134,15 @@ def hf_config(chat: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def mlc_limits(chat: Mapping[str, Any]) -> dict[str, Any]:
     """Runtime and compile-time limits, under the names kvcap's MLC engine options use."""
-    out = {k: chat[k] for k in RUNTIME_KEYS if k in chat}
+    from .config import get_int
+    # Counts, checked like every config field (-1 is MLC's "none" for windows and sinks).
+    out = {k: get_int(chat, k, minimum=-1) for k in RUNTIME_KEYS if chat.get(k) is not None}
     model_cfg = chat.get("model_config") or {}
     for key, name in COMPILE_KEYS.items():
-        if key in model_cfg:
-            out[name] = model_cfg[key]
-    if "max_batch_size" in model_cfg:
-        out["max_batch_size"] = model_cfg["max_batch_size"]
+        if model_cfg.get(key) is not None:
+            out[name] = get_int(model_cfg, key, minimum=-1)
+    if model_cfg.get("max_batch_size") is not None:
+        out["max_batch_size"] = get_int(model_cfg, "max_batch_size", minimum=-1)
     return out
 
 
