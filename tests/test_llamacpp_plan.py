@@ -147,7 +147,7 @@ def test_metal_max_buffer_binds_a_single_huge_tensor():
     ({"flash_attn": "on", "era": "2024-03", "n_ctx": 4096}, "flash attention does not exist"),
     ({"era": "2023-06"}, "start at 2024-01"),
     ({"era": "June"}, "not a month"),
-    ({"n_seq_max": 0}, "n_seq_max must be a whole number >= 1"),
+    ({"n_seq_max": 0}, "n_seq_max must be at least 1"),
     ({"fit": True, "frontend": "libllama"}, "--fit exists"),
     ({"frontend": "koboldcpp"}, "frontend 'koboldcpp'"),
 ])

@@ -32,3 +32,17 @@ def test_counts_and_fractions():
 def test_size_roundtrip_bytes(n):
     assert parse_size(str(n)) == n
     assert fmt_bytes(n)
+
+
+def test_engine_option_counts_and_switches():
+    from kvcap.engines.base import truth, whole
+    assert whole("n_ctx", 8192) == whole("n_ctx", "8192") == whole("n_ctx", 8192.0) == 8192
+    assert whole("max_model_len", "128k") == 131072
+    for bad in (True, 1.5, "x", float("nan"), [1], 0):
+        with pytest.raises(OptionsError):
+            whole("n", bad)
+    with pytest.raises(OptionsError, match="at most"):
+        whole("n", 1 << 32, maximum=1 << 31)
+    assert truth("fa", "on") is True and truth("fa", 0) is False and truth("fa", False) is False
+    with pytest.raises(OptionsError, match="true or false"):
+        truth("fa", "maybe")

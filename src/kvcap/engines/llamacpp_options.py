@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from ..device.spec import DeviceSpec
 from ..errors import OptionsError
 from ..units import parse_size
-from .base import check_options
+from .base import check_options, truth, whole
 from .llamacpp_era import LATEST, check_era, has
 from .llamacpp_types import FileType, GgmlType, file_type, kv_cache_type
 
@@ -76,26 +76,11 @@ class Settings:
 
 
 def as_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise OptionsError(f"{name} must be a whole number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise OptionsError(f"{name} must be a whole number, got {value!r}") from None
-    if number != int(number) or int(number) < minimum or number > 1 << 31:
-        raise OptionsError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(number)
+    # llama.cpp's counts are int32 (common/arg.cpp parses them with std::stoi).
+    return whole(name, value, minimum, maximum=1 << 31)
 
 
-def as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("1", "true", "on", "yes"):
-        return True
-    if text in ("0", "false", "off", "no"):
-        return False
-    raise OptionsError(f"{name} must be true or false (on/off), got {value!r}")
+as_bool = truth
 
 
 def fa_mode(value: Any) -> str:

@@ -9,8 +9,8 @@ from typing import Any, Mapping
 
 from ..errors import OptionsError
 from ..model.spec import ModelSpec
-from ..units import parse_count, parse_fraction, parse_size
-from .base import check_options
+from ..units import parse_fraction, parse_size
+from .base import check_options, whole
 from .mlc_era import Era, parse_era
 
 OPTIONS: dict[str, str] = {
@@ -69,19 +69,7 @@ class Options:
 
 def _count(opts: Mapping[str, Any], name: str, minimum: int = 1) -> int | None:
     v = opts.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        raise OptionsError(f"{name} must be a whole number, got {v!r}")
-    if isinstance(v, float):
-        if v != int(v):
-            raise OptionsError(f"{name} must be a whole number, got {v!r}")
-        v = int(v)
-    if isinstance(v, int):
-        if v < minimum:
-            raise OptionsError(f"{name} must be at least {minimum}, got {v}")
-        return v
-    return parse_count(v, name)
+    return None if v is None else whole(name, v, minimum)
 
 
 def parse(options: Mapping[str, Any]) -> Options:

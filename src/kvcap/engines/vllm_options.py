@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from ..device.spec import DeviceSpec
 from ..errors import OptionsError
 from ..model.spec import MLA as M_MLA, SLIDING as M_SLIDING, ModelSpec
-from .base import check_options
+from .base import check_options, truth, whole
 from .vllm_era import Era, era as make_era
 from .vllm_layers import DTYPE_BYTES, KV_CACHE_DTYPES, MLA_BACKEND_BLOCK
 
@@ -82,22 +82,12 @@ class Resolved:
 
 def _int(options: Mapping[str, Any], name: str, default: int | None, minimum: int = 1) -> int | None:
     value = options.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise OptionsError(f"{name} must be a whole number, got {value!r}")
-    if int(value) < minimum:
-        raise OptionsError(f"{name} must be at least {minimum}, got {value!r}")
-    return int(value)
+    return None if value is None else whole(name, value, minimum)
 
 
 def _bool(options: Mapping[str, Any], name: str, default: bool) -> bool:
     value = options.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise OptionsError(f"{name} must be true or false, got {value!r}")
-    return value
+    return default if value is None else truth(name, value)
 
 
 def derived_max_model_len(model: ModelSpec) -> int:
