@@ -12,9 +12,8 @@ from typing import Any, Mapping
 
 from ..device.spec import DeviceSpec
 from ..errors import ModelError, OptionsError
-from ..model.spec import CHUNKED, FULL, MLA, NONE, RECURRENT, SLIDING, Layer, ModelSpec
+from ..model.spec import CHUNKED, MLA, NONE, RECURRENT, SLIDING, ModelSpec
 from ..plan import Ledger
-from ..units import fmt_bytes
 from .mlx_cache import (LayerArrays, kvcache_capacity, largest_chunk_scores, plain_arrays, quantized_arrays,
                         rotating_sizes)
 from .mlx_weights import DTYPE_BYTES, WeightArrays, checkpoint_quant, page_round, weight_arrays

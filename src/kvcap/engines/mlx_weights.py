@@ -16,7 +16,7 @@ Every allocation above one page is rounded up to a 16 KiB page (mlx/backend/meta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ModelError, OptionsError
 from ..model.spec import EMBED, LINEAR, LM_HEAD, ROUTER, ModelSpec

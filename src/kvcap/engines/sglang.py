@@ -25,7 +25,7 @@ from ..plan import INSUFFICIENT, MEMORY, USER_OVERRIDE, Binding, Ledger, Plan, W
 from ..units import GiB, MiB
 from .base import check_options
 from .sglang_defaults import NEWEST, check_version, memory_defaults, read_wheel
-from .sglang_pool import Pool, build_pool, kv_dtype_bytes
+from .sglang_pool import build_pool, kv_dtype_bytes
 from .sglang_weights import weights_per_rank
 
 NAME = "sglang"
