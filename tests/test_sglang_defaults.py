@@ -95,3 +95,12 @@ def test_versions():
     for bad in ("0.3.6", "0.6.0", "latest"):
         with pytest.raises(OptionsError):
             check_version(bad)
+
+
+def test_a_huge_chunked_prefill_size_plans_quickly():
+    # The prefill graph sizes are counted, not listed: 2**36 tokens must not build a list.
+    import time
+    import kvcap
+    t = time.perf_counter()
+    kvcap.plan("llama3_1_8b", "h100-sxm", engine="sglang", chunked_prefill_size=2**36)
+    assert time.perf_counter() - t < 5

@@ -86,11 +86,17 @@ def _tiers(v, gpu: float, tp: int) -> tuple[int, int]:
     return 16384, 512               # B200, MI300
 
 
-def _prefill_graph_sizes(max_tokens: int) -> list[int]:
-    # _generate_piecewise_cuda_graph_tokens (0.5.8+) / generate_prefill_cuda_graph_batch_sizes (0.5.19+)
-    sizes = (list(range(4, 33, 4)) + list(range(48, 257, 16)) + list(range(288, 513, 32))
-             + list(range(576, 1025, 64)) + list(range(1280, 4097, 256)) + list(range(4608, max_tokens + 1, 512)))
-    return [s for s in sizes if s <= max_tokens]
+_SMALL_PREFILL_GRAPH_SIZES = (list(range(4, 33, 4)) + list(range(48, 257, 16)) + list(range(288, 513, 32))
+                              + list(range(576, 1025, 64)) + list(range(1280, 4097, 256)))
+
+
+def _prefill_graph_count(max_tokens: int) -> int:
+    """How many prefill graph sizes are captured up to `max_tokens`:
+    _generate_piecewise_cuda_graph_tokens (0.5.8+) / generate_prefill_cuda_graph_batch_sizes (0.5.19+)
+    list 4..4096 in growing steps, then every 512 tokens. Counted, not listed: a user's huge
+    --chunked-prefill-size must not build a huge list."""
+    small = sum(1 for s in _SMALL_PREFILL_GRAPH_SIZES if s <= max_tokens)
+    return small + max(0, (max_tokens - 4608) // 512 + 1)
 
 
 def memory_defaults(version: str, gpu_mib: float, backend: str, tp: int, *, mla: bool,
@@ -219,5 +225,5 @@ def _prefill_graph_reserve(v, backend, mla, cps, max_total, context_length, disa
         max_tokens = min(max_tokens, 4096)
     if context_length is not None and v >= (0, 5, 13, 0):
         max_tokens = min(max_tokens, context_length)
-    n = len(_prefill_graph_sizes(max_tokens))
+    n = _prefill_graph_count(max_tokens)
     return n * 8.0, f"{n}·8 (prefill graphs up to {max_tokens} tokens)"
