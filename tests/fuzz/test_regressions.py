@@ -83,3 +83,59 @@ def _tiny_llama(**over):
            "max_position_embeddings": 2048, "torch_dtype": "float16"}
     cfg.update(over)
     return cfg
+
+
+# --- validation case files ------------------------------------------------------------------
+def _case(**over):
+    case = {"id": "c", "engine": "vllm", "engine_version": "0.10.0", "model": {"hf_config": _tiny_llama()},
+            "device": {"backend": "cuda", "name": None, "total_memory_bytes": 80 << 30},
+            "options": {}, "observed": {"num_gpu_blocks": 1}}
+    case.update(over)
+    return case
+
+
+def _cases_file(tmp_path, *cases):
+    p = tmp_path / "cases.jsonl"
+    p.write_text("\n".join(json.dumps(c) for c in cases))
+    return p
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"device": 5}, "'device' must be an object"),
+    ({"given": {"device_total_bytes": [1]}}, "'given.device_total_bytes' must be a finite number"),
+    ({"given": 3.5}, "'given' must be an object"),
+    ({"tolerance": 7}, "'tolerance' must be an object"),
+    ({"tolerance": {"kv_cells": 2}}, "'tolerance.kv_cells'"),
+    ({"device": {"total_memory_bytes": [1]}}, "'device.total_memory_bytes'"),
+    ({"options": {"n_ctx": {"a": 1}}}, "'options.n_ctx'"),
+    ({"observed": {"n_ctx": [1]}}, "'observed.n_ctx'"),
+])
+def test_case_of_the_wrong_shape_is_a_case_file_error(tmp_path, over, field):
+    # Each of these reached a replay as is: AttributeError ('int' has no .get), TypeError
+    # (int() of a list), ValueError (dict() of a string) instead of a one-line error.
+    from kvcap.validate import CaseFileError, validate
+    with pytest.raises(CaseFileError, match=field) as e:
+        validate([_cases_file(tmp_path, _case(**over))])
+    _one_line(e.value)
+
+
+def test_case_file_path_with_a_nul_byte():
+    from kvcap.validate import CaseFileError, load_cases
+    with pytest.raises(CaseFileError, match="cannot read"):
+        load_cases(["cases\x00.jsonl"])
+
+
+@pytest.mark.parametrize("case, reason", [
+    (_case(model={}), "no model.hf_config"),                                       # KeyError 'model'
+    ({k: v for k, v in _case().items() if k != "device"}, ""),                       # KeyError 'device'
+    (_case(engine="mlc", engine_version=None, options={"tensor_parallel_shards": "2"}),
+     "tensor_parallel_shards must be a positive integer"),                         # int('2x') / str < int
+    (_case(engine="llamacpp", engine_era="2025-06", options={"n_ctx": 512},
+           model={"gguf_metadata": {"general.architecture": "llama", "llama.block_count": 2,
+                                    "llama.embedding_length": [64], "llama.attention.head_count": 4}}),
+     "llama.embedding_length must be an integer"),                                 # int // list
+])
+def test_replays_skip_a_malformed_case_with_a_reason(tmp_path, case, reason):
+    from kvcap.validate import validate
+    out = validate([_cases_file(tmp_path, case)])["cases"][0]
+    assert out["status"] in ("skipped", "pass", "fail") and reason in out["reason"]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import KvcapError
+from .schema import problem
 
 MAX_FILE_BYTES = 64 << 20
 
@@ -59,13 +60,19 @@ def load_cases(paths: Iterable[str | Path]) -> list[dict]:
     for path in paths:
         p = Path(path)
         try:
-            if p.stat().st_size > MAX_FILE_BYTES:
+            if not p.is_file():      # /dev/zero or a FIFO would never end (or never start)
+                raise CaseFileError(f"cannot read {p}: " + ("not a regular file" if p.exists() else "no such file"))
+            with open(p, "rb") as f:     # bounded even if the file grows after the check
+                raw = f.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
                 raise CaseFileError(f"{p}: larger than {MAX_FILE_BYTES >> 20} MiB, not a case file")
-            text = p.read_text(encoding="utf-8")
+            text = raw.decode("utf-8")
         except OSError as e:
             raise CaseFileError(f"cannot read {p}: {e.strerror or e}") from None
         except UnicodeDecodeError:
             raise CaseFileError(f"{p} is not UTF-8 text") from None
+        except ValueError as e:     # a path with a NUL byte
+            raise CaseFileError(f"cannot read {str(p)!r}: {e}") from None
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -76,6 +83,9 @@ def load_cases(paths: Iterable[str | Path]) -> list[dict]:
             if not isinstance(case, dict) or not isinstance(case.get("id"), str) \
                     or not isinstance(case.get("engine"), str) or not isinstance(case.get("observed"), dict):
                 raise CaseFileError(f"{p}:{n}: a case needs a string 'id', a string 'engine' and an 'observed' object")
+            wrong = problem(case)
+            if wrong:
+                raise CaseFileError(f"{p}:{n}: case {case['id']!r}: {wrong} (see validation/README.md)")
             cases.append(case)
     return cases
 
