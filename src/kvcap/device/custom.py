@@ -16,8 +16,8 @@ def custom_device(backend: str, memory: str | int, name: str = "", count: int = 
         size = parse_size(memory, "--memory")
     except OptionsError as e:
         raise DeviceError(str(e)) from None
-    if count < 1:
-        raise DeviceError(f"device count must be at least 1, got {count}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise DeviceError(f"device count must be an integer of at least 1, got {count!r}")
     return DeviceSpec(
         name=name or f"custom {backend} device", backend=backend, memory_bytes=size, count=count,
         unified=backend == "metal", memory_source="given with --memory",
