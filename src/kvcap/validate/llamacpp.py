@@ -157,18 +157,28 @@ def _model(case: dict) -> tuple[ModelSpec, str]:
 def from_metadata(meta: dict, name: str) -> ModelSpec:
     """A ModelSpec from `<arch>.*` GGUF keys, read the way llama.cpp's load_hparams reads them."""
     from ..errors import ModelError
+    from ..model.config import MAX_DIM
+    from ..model.families.common import MAX_LAYERS
     from ..model.gguf_config import ARCH_MODEL_TYPE, SWA_PATTERN
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
         raise ModelError("no general.architecture")
 
-    def key(k: str, default: Any = ...) -> Any:
+    def key(k: str, default: Any = ..., minimum: int = 0) -> Any:
         v = meta.get(f"{arch}.{k}", default)
         if v is ...:
             raise ModelError(f"no {arch}.{k}")
+        if v is None and default is None:
+            return None
+        # A case's metadata is JSON: a list, string or huge number here is no count.
+        if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= MAX_DIM:
+            raise ModelError(f"{arch}.{k} must be an integer in [{minimum}, {MAX_DIM}], got {v!r}")
         return v
 
-    n_layer, n_embd, n_head = key("block_count"), key("embedding_length"), key("attention.head_count")
+    n_layer = key("block_count", minimum=1)
+    if n_layer > MAX_LAYERS:
+        raise ModelError(f"{arch}.block_count {n_layer} is beyond any real model (limit {MAX_LAYERS})")
+    n_embd, n_head = key("embedding_length", minimum=1), key("attention.head_count", minimum=1)
     n_head_kv = key("attention.head_count_kv", n_head)
     head_k = key("attention.key_length", n_embd // n_head)
     head_v = key("attention.value_length", head_k)
@@ -189,7 +199,7 @@ def from_metadata(meta: dict, name: str) -> ModelSpec:
                     Tensor(p + "attn_norm", (n_embd,), NORM), Tensor(p + "ffn_norm", (n_embd,), NORM)]
         if n_expert:
             # llama-model.cpp load_tensors (QWEN2MOE/QWEN3MOE): n_ff_exp defaults to n_ff / n_expert_used
-            ff = key("expert_feed_forward_length", 0) or n_ff // key("expert_used_count")
+            ff = key("expert_feed_forward_length", 0) or n_ff // key("expert_used_count", minimum=1)
             tensors += [Tensor(p + "ffn_gate_inp", (n_expert, n_embd), ROUTER)]
             tensors += [Tensor(p + f"ffn_{w}_exps", (n_expert, ff, n_embd), LINEAR) for w in ("gate", "up", "down")]
         else:

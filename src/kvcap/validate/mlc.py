@@ -15,7 +15,7 @@ from typing import Any
 from ..device import custom_device, get_device
 from ..engines import mlc as policy
 from ..engines.mlc_era import parse_era
-from ..errors import KvcapError
+from ..errors import DeviceError, KvcapError
 from ..quant import unquantized_for
 from . import Skip
 
@@ -115,7 +115,9 @@ def _quantization(weights: dict | None, dtype: str) -> str:
 def _device(case: dict, given_total: Any):
     d = case.get("device") or {}
     backend = d.get("backend") or "cuda"
-    count = int((case.get("options") or {}).get("tensor_parallel_shards") or 1)
+    count = (case.get("options") or {}).get("tensor_parallel_shards") or 1
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise DeviceError(f"options.tensor_parallel_shards must be a positive integer, got {count!r}")
     if given_total is not None:
         return custom_device(backend, int(given_total), name=d.get("name") or "", count=count), "given"
     if d.get("total_memory_bytes"):

@@ -35,13 +35,16 @@ def replay(case: dict) -> dict:
     version = case.get("engine_version")
     if not version:
         raise _skip("no engine_version: vLLM's sizing rules and defaults follow the release")
+    hf_config = (case.get("model") or {}).get("hf_config")
+    if not isinstance(hf_config, dict):
+        raise _skip("the case carries no model.hf_config")
     try:
-        model = load_model(dict(case["model"]["hf_config"]))
+        model = load_model(dict(hf_config))
     except KvcapError as e:
         raise _skip(f"model not buildable: {e}") from None
     options = _options(case, str(version))
     total, where = _device_total(case)
-    device = custom_device("cuda", total or _nominal(case), name=str(case["device"].get("name") or ""),
+    device = custom_device("cuda", total or _nominal(case), name=str((case.get("device") or {}).get("name") or ""),
                            count=options.get("tensor_parallel_size", 1) * options.get("pipeline_parallel_size", 1))
     observed = case.get("observed") or {}
     try:
