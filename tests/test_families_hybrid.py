@@ -166,3 +166,28 @@ def test_glm_mla_model():
     m = load_model(GLM47_FLASH)
     assert {l.kind for l in m.layers} == {MLA}
     assert m.kv_elems_per_token() == 47 * (512 + 64)
+
+
+def test_gemma3n_shares_kv_from_layer_20_on():
+    # transformers Gemma3nTextConfig defaults (Gemma 3n E4B's text model): 35 layers, 4 sliding : 1 global,
+    # num_kv_shared_layers 15
+    cfg = {"model_type": "gemma3n_text", "vocab_size": 262400, "hidden_size": 2048, "num_hidden_layers": 35,
+           "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 256, "intermediate_size": [16384] * 35,
+           "max_position_embeddings": 32768, "sliding_window": 512, "num_kv_shared_layers": 15,
+           "vocab_size_per_layer_input": 262144, "hidden_size_per_layer_input": 256, "altup_num_inputs": 4,
+           "laurel_rank": 64}
+    m = load_model(cfg)
+    owners = [l for l in m.layers if l.kv_source is None]
+    assert len(owners) == 20 and sum(l.kind == FULL for l in owners) == 4
+    # llama.cpp (research/llamacpp.md §2.8): later layers reuse layer 18 (sliding) or 19 (global)
+    assert [l.kv_source for l in m.layers[20:]] == [19 if (i + 1) % 5 == 0 else 18 for i in range(20, 35)]
+    assert m.kv_elems_per_token() == 20 * 2 * 256 * 2
+    # transformers 5.24 counts 6,835,235,568 parameters but builds no k/v projections for the 15
+    # shared layers; the checkpoints store them
+    assert m.num_params == 6_835_235_568 + 15 * (2 * 512 * 2048 + 256)
+
+
+def test_gemma3n_wrapper_refuses_its_towers():
+    with pytest.raises(ModelError, match="audio tower of gemma3n"):
+        load_model({"model_type": "gemma3n", "text_config": {"model_type": "gemma3n_text"},
+                    "audio_config": {"model_type": "gemma3n_audio"}, "vision_config": {"model_type": "gemma3n_vision"}})

@@ -20,7 +20,7 @@ BUILDERS: dict[str, str] = {
         "llama", "mistral", "ministral", "qwen2", "qwen3", "phi3", "phi3_v", "olmo2",
         "granite", "internlm2", "starcoder2", "stablelm", "cohere", "cohere2", "gemma", "minicpm",
         "orion", "baichuan", "internlm")},
-    "gemma2": "gemma:build", "gemma3_text": "gemma:build",
+    "gemma2": "gemma:build", "gemma3_text": "gemma:build", "gemma3n_text": "gemma3n:build",
     "gemma4_text": "gemma4:build",
     "gpt_oss": "gpt_oss:build",
     **{t: "moe:build" for t in ("mixtral", "qwen2_moe", "qwen3_moe", "phimoe", "deepseek")},
@@ -36,7 +36,7 @@ BUILDERS: dict[str, str] = {
     "phi3small": "phi3small:build",
     # multimodal wrappers: the language model from text_config, the vision tower's weights
     **{t: "multimodal:build" for t in (
-        "llava", "gemma3", "gemma4", "llama4", "qwen3_5", "qwen3_5_moe", "mistral3", "ministral3")},
+        "llava", "gemma3", "gemma3n", "gemma4", "llama4", "qwen3_5", "qwen3_5_moe", "mistral3", "ministral3")},
     # encoder-only: no KV cache at all, refused with that reason
     **{t: "encoder:build" for t in (
         "bert", "roberta", "xlm-roberta", "distilbert", "nomic_bert", "modernbert", "electra", "deberta-v2")},
@@ -48,7 +48,8 @@ FAMILY: dict[str, str] = {
     **dict.fromkeys(("mistral", "mixtral", "ministral", "ministral3", "mistral3"), "mistral"),
     **dict.fromkeys(("qwen", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen3_next", "qwen3_5",
                      "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text"), "qwen"),
-    **dict.fromkeys(("gemma", "gemma2", "gemma3", "gemma3_text", "gemma4", "gemma4_text"), "gemma"),
+    **dict.fromkeys(("gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "gemma4", "gemma4_text"),
+                    "gemma"),
     **dict.fromkeys(("phi", "phi-msft", "phi3", "phi3_v", "phi3small", "phimoe"), "phi"),
     **dict.fromkeys(("deepseek", "deepseek_v2", "deepseek_v3", "deepseek_v32"), "deepseek"),
     "kimi_k2": "kimi",

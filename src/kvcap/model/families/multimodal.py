@@ -22,6 +22,7 @@ from . import towers
 WRAPPERS: dict[str, tuple[str, str]] = {
     "llava": ("llama", "clip_vision_model"),
     "gemma3": ("gemma3_text", "siglip_vision_model"),
+    "gemma3n": ("gemma3n_text", "gemma3n_vision"),   # MobileNet-V5 tower + audio: refused below
     "gemma4": ("gemma4_text", "gemma4_vision"),
     "llama4": ("llama4_text", "llama4_vision_model"),
     "qwen3_5": ("qwen3_5_text", "qwen3_5"),
@@ -58,15 +59,19 @@ def build(cfg: Mapping[str, Any], name: str, source: str) -> ModelSpec:
     text_type = C.get_str(text_cfg, "model_type") or text_type
     if text_type in WRAPPERS and text_type != "ministral3":
         raise ModelError(f"{name}: text_config of model_type {text_type!r} is itself a wrapper")
+    # what cannot be sized is refused before anything is built
+    if cfg.get("audio_config"):
+        raise ModelError(f"{name}: the audio tower of {wrapper} is not supported (its weights cannot be sized)")
+    vc = cfg.get("vision_config")
+    if vc is not None and not isinstance(vc, dict):
+        raise ModelError("config field 'vision_config' must be an object")
+    towers.check((vc or {}).get("model_type") or tower_type)
     defaults = TEXT_DEFAULTS.get(text_type, {})
     filled = sorted(k for k in defaults if k not in text_cfg)
     merged = {**defaults, **{k: cfg[k] for k in _INHERITED if k in cfg and k not in text_cfg}, **text_cfg,
               "model_type": text_type}
     text = builder_for(text_type)(merged, name, source)
 
-    if cfg.get("audio_config"):
-        raise ModelError(f"{name}: the audio tower of {wrapper} is not supported (its weights cannot be sized)")
-    vc = cfg.get("vision_config")
     notes = list(text.notes)
     if filled:
         notes.append(f"text_config leaves {', '.join(filled)} to the {text_type} defaults")
@@ -75,8 +80,6 @@ def build(cfg: Mapping[str, Any], name: str, source: str) -> ModelSpec:
             raise ModelError(f"{name}: a {wrapper} config needs a vision_config to size its vision tower")
         notes.append("vision_config absent: the vision tower takes Llama4VisionConfig's defaults")
         vc = {}
-    if not isinstance(vc, dict):
-        raise ModelError("config field 'vision_config' must be an object")
     vision = towers.tower(vc, tower_type) + towers.projector(wrapper, cfg, vc, text.hidden_size)
     return dataclasses.replace(
         text, name=name, model_type=wrapper, architecture=_arch(cfg) or text.architecture,

@@ -168,12 +168,15 @@ TOWERS: dict[str, Callable[[Mapping[str, Any]], list[Tensor]]] = {
 }
 
 
+def check(kind: str) -> None:
+    if kind not in TOWERS:
+        raise ModelError(f"vision tower {kind!r} is not supported; supported: {', '.join(sorted(TOWERS))}")
+
+
 def tower(vc: Mapping[str, Any], default_type: str) -> list[Tensor]:
     kind = vc.get("model_type") or default_type
-    build = TOWERS.get(kind)
-    if build is None:
-        raise ModelError(f"vision tower {kind!r} is not supported; supported: {', '.join(sorted(TOWERS))}")
-    return build(vc)
+    check(kind)
+    return TOWERS[kind](vc)
 
 
 # ---- projectors (vision width -> text width) ------------------------------------------------
