@@ -139,3 +139,17 @@ def test_replays_skip_a_malformed_case_with_a_reason(tmp_path, case, reason):
     from kvcap.validate import validate
     out = validate([_cases_file(tmp_path, case)])["cases"][0]
     assert out["status"] in ("skipped", "pass", "fail") and reason in out["reason"]
+
+
+@pytest.mark.parametrize("scaling, field", [
+    ({"type": "yarn", "factor": [4.0]}, "rope_scaling.factor"),
+    ({"type": "dynamic", "factor": float("nan")}, "rope_scaling.factor"),
+    ({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": [4096]},
+     "rope_scaling.original_max_position_embeddings"),
+])
+def test_vllm_rope_scaling_of_the_wrong_type(scaling, field):
+    # vLLM's derived max_model_len took float()/int() of the raw config values: TypeError.
+    import kvcap
+    with pytest.raises(ModelError, match=field) as e:
+        kvcap.plan(kvcap.load_model(_tiny_llama(rope_scaling=scaling)), "h100-sxm", engine="vllm")
+    _one_line(e.value)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..device.spec import DeviceSpec
-from ..errors import OptionsError
+from ..errors import ModelError, OptionsError
 from ..model.spec import MLA as M_MLA, SLIDING as M_SLIDING, ModelSpec
 from .base import check_options, truth, whole
 from .vllm_era import Era, era as make_era
@@ -94,15 +94,22 @@ def derived_max_model_len(model: ModelSpec) -> int:
     """config/model.py: _get_and_verify_max_len — the model's own limit, RoPE scaling applied."""
     cfg = model.config.get("text_config") if isinstance(model.config.get("text_config"), Mapping) else model.config
     length = model.context_window or 2048   # vLLM assumes 2048 when the config names none
-    if isinstance(cfg.get("model_max_length"), int):
+    if type(cfg.get("model_max_length")) is int and cfg["model_max_length"] > 0:
         length = cfg["model_max_length"]
     scaling = cfg.get("rope_scaling")
     if isinstance(scaling, Mapping) and "gemma3" not in model.model_type:
         rope_type = scaling.get("rope_type", scaling.get("type"))
         if rope_type not in ("su", "longrope", "llama3"):
-            factor = float(scaling.get("factor", 1.0))
+            # The config's own numbers: a list, string or NaN here is a corrupt config, not a length.
+            factor = scaling.get("factor", 1.0)
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1e6:
+                raise ModelError(f"{model.name}: rope_scaling.factor must be a positive number below 1e6, got {factor!r}")
             if rope_type == "yarn" and "original_max_position_embeddings" in scaling:
-                length = int(scaling["original_max_position_embeddings"])
+                original = scaling["original_max_position_embeddings"]
+                if type(original) is not int or original < 1:
+                    raise ModelError(f"{model.name}: rope_scaling.original_max_position_embeddings must be a "
+                                     f"positive integer, got {original!r}")
+                length = original
             length = int(length * factor)
     return length
 
