@@ -88,7 +88,8 @@ def _quant_config(model: ModelSpec) -> Mapping[str, Any]:
     if model.quantization:
         return model.quantization
     cfg = model.config
-    qc = cfg.get("quantization_config") or (cfg.get("text_config") or {}).get("quantization_config")
+    text = cfg.get("text_config")
+    qc = cfg.get("quantization_config") or (text.get("quantization_config") if isinstance(text, Mapping) else None)
     return qc if isinstance(qc, Mapping) else {}
 
 

@@ -81,7 +81,9 @@ class Resolved:
 
 
 def _int(options: Mapping[str, Any], name: str, default: int | None, minimum: int = 1) -> int | None:
-    value = options.get(name, default)
+    value = options.get(name)
+    if value is None:           # an option passed as None is unset (not a None count)
+        value = default
     return None if value is None else whole(name, value, minimum)
 
 
