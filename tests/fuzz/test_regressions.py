@@ -153,3 +153,29 @@ def test_vllm_rope_scaling_of_the_wrong_type(scaling, field):
     with pytest.raises(ModelError, match=field) as e:
         kvcap.plan(kvcap.load_model(_tiny_llama(rope_scaling=scaling)), "h100-sxm", engine="vllm")
     _one_line(e.value)
+
+
+def test_vllm_option_passed_as_none_is_unset():
+    # max_num_batched_tokens=None reached min(max_num_seqs, None): TypeError.
+    import kvcap
+    model = kvcap.load_model(_tiny_llama())
+    unset = kvcap.plan(model, "h100-sxm", engine="vllm", max_num_batched_tokens=None)
+    assert unset.kv_tokens == kvcap.plan(model, "h100-sxm", engine="vllm").kv_tokens
+
+
+def test_vllm_text_config_that_is_a_number():
+    # _quant_config took .get() of an int text_config: AttributeError.
+    import kvcap
+    p = kvcap.plan(kvcap.load_model(_tiny_llama(text_config=10**30)), "h100-sxm", engine="vllm")
+    assert p.kv_tokens > 0
+
+
+@pytest.mark.parametrize("declared", [-2.5, ["a"], {"b": 1}])
+def test_name_or_path_that_is_not_a_string(declared):
+    # A family builder's error prefix did str(e).startswith(name) with a float name: TypeError.
+    from kvcap.model import load_model
+    m = load_model(_tiny_llama(_name_or_path=declared))
+    assert m.name == "llama"
+    with pytest.raises(ModelError) as e:
+        load_model(_tiny_llama(_name_or_path=declared, hidden_size="wide"))
+    _one_line(e.value)

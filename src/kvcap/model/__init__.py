@@ -131,7 +131,8 @@ def load_model(source: str | Path | dict, *, offline: bool | None = None,
     """
     limits = limits or DEFAULT_LIMITS
     if isinstance(source, dict):
-        return _from_config(source, source.get("_name_or_path") or "", "config")
+        declared = source.get("_name_or_path")
+        return _from_config(source, declared if isinstance(declared, str) else "", "config")
     text = str(source)
     path = Path(text).expanduser()
     try:

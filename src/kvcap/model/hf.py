@@ -40,7 +40,9 @@ def from_config(cfg: Mapping[str, Any], name: str = "", source: str = "config") 
     model_type = cfg.get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise ModelError(f"{name or source}: config has no 'model_type'")
-    return builder_for(model_type)(cfg, name or cfg.get("_name_or_path") or model_type, source)
+    declared = cfg.get("_name_or_path")
+    declared = declared if isinstance(declared, str) else ""   # a number or list names nothing
+    return builder_for(model_type)(cfg, name or declared or model_type, source)
 
 
 def from_path(path: str | Path) -> ModelSpec:
