@@ -13,7 +13,7 @@ from kvcap.model import catalog, hf
 REFUSED = {
     "vllm-40691": "needs a vision_config",                 # Qwen3.5-27B without its vision tower
     "vllm-myoceane-gemma-4-26b-a4b": "needs a vision_config",
-    "vllm-15871": "missing 'vocab_size'",                  # DeepSeek-V2-Lite-Chat, KV fields only
+    "vllm-15871": "missing 'vocab_size'",                  # DeepSeek-V2-Lite-Chat, trimmed
     "vllm-2418": "no 'model_type'",
 }
 
@@ -43,10 +43,10 @@ def test_every_quoted_config_builds_or_is_refused_for_its_reason(shared):
 
 def test_deepseek_v2_lite_needs_the_logged_kv_for_one_max_len_request(shared):
     case = next(c for c in _cases(shared) if c["id"] == "vllm-15871")
-    # the quoted config carries the KV fields only; the vocabulary (which no KV depends on) is the
-    # catalog V2-Lite's
-    vocab = catalog.lookup("deepseek-ai/DeepSeek-V2-Lite").config()["vocab_size"]
-    spec = hf.from_config({**case["model"]["hf_config"], "vocab_size": vocab}, "v2-lite-chat", "validation")
+    # the quoted config is trimmed (no vocab_size, v_head_dim); the catalog's V2-Lite config fills
+    # what it omits, and every field it quotes is kept
+    base = catalog.lookup("deepseek-ai/DeepSeek-V2-Lite").config()
+    spec = hf.from_config({**base, **case["model"]["hf_config"]}, "v2-lite-chat", "validation")
     needed = float(re.search(r"\(([0-9.]+) GiB KV cache is needed", case["observed"]["error"]).group(1))
     max_len = case["options"]["max_model_len"]
     # 27 MLA layers x (512 + 64) latent values x 2 bytes x 32,768 tokens, printed with 2 decimals
