@@ -76,9 +76,11 @@ def render(doc: dict[str, Any]) -> str:
         out.append(f"  sparse-attention indexer: {kv['indexer_elems_per_token']:,} more values per token")
     st = doc["state"]
     if st:
-        declared = ", ".join(f"{_b(b)} {dt}" for dt, b in st["bytes_per_sequence"].items())
-        out += ["", f"Recurrent state ({st['layers']} layers, {st['elems_per_sequence']:,} values per sequence)",
-                f"  {declared}; {_b(st['bytes_per_sequence_f32'])} as float32",
+        declared = " + ".join(f"{_b(b)} {dt}" for dt, b in st["bytes_per_sequence"].items())
+        out += ["", f"Recurrent state ({st['layers']} layers, {st['elems_per_sequence']:,} values per sequence, "
+                    "whatever its length)",
+                f"  per sequence: {declared} (declared dtypes, else the model's); "
+                f"{_b(st['bytes_per_sequence_f32'])} all float32 (llama.cpp)",
                 f"  per layer: {', '.join(st['tensors'])}"]
     pr = doc["params"]
     out += ["", f"Parameters: {pr['count']:,}  (" + ", ".join(f"{k} {v:,}" for k, v in pr["by_part"].items()) + ")",

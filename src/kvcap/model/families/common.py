@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ...errors import ModelError
 from .. import config as C
-from ..spec import (BIAS, CHUNKED, COL, EMBED, FULL, LINEAR, LM_HEAD, NORM, OTHER, REP, ROUTER, ROW, SLIDING,
+from ..spec import (BIAS, CHUNKED, COL, EMBED, FULL, LINEAR, LM_HEAD, NORM, REP, ROUTER, ROW, SLIDING,
                     Layer, ModelSpec, Tensor)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .. import config as C
-from ..spec import COL, FULL, LINEAR, NORM, REP, SLIDING, ModelSpec, Tensor
+from ..spec import COL, FULL, LINEAR, NORM, SLIDING, ModelSpec, Tensor
 from . import common as K
 from .vision import vision_tensors
 

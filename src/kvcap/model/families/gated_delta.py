@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .. import config as C
-from ..spec import FULL, RECURRENT, REP, Layer, ModelSpec, StateTensor, Tensor
+from ..spec import FULL, OTHER, RECURRENT, REP, Layer, ModelSpec, StateTensor, Tensor
 from . import common as K
 
 
@@ -103,6 +103,6 @@ def _gated_delta(p: str, h: int, model_type: str, key_dim: int, value_dim: int, 
     else:
         t = [K.linear(q + "in_proj_qkv", conv_dim, h, K.COL), K.linear(q + "in_proj_z", value_dim, h, K.COL),
              K.linear(q + "in_proj_b", nv, h, K.COL), K.linear(q + "in_proj_a", nv, h, K.COL)]
-    return t + [Tensor(q + "conv1d", (conv_dim, 1, kernel), K.OTHER, K.COL),
-                Tensor(q + "dt_bias", (nv,), K.OTHER, K.COL), Tensor(q + "A_log", (nv,), K.OTHER, K.COL),
+    return t + [Tensor(q + "conv1d", (conv_dim, 1, kernel), OTHER, K.COL),
+                Tensor(q + "dt_bias", (nv,), OTHER, K.COL), Tensor(q + "A_log", (nv,), OTHER, K.COL),
                 K.vec(q + "norm", dv), K.linear(q + "out_proj", h, value_dim, K.ROW)]
