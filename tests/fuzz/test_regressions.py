@@ -179,3 +179,22 @@ def test_name_or_path_that_is_not_a_string(declared):
     with pytest.raises(ModelError) as e:
         load_model(_tiny_llama(_name_or_path=declared, hidden_size="wide"))
     _one_line(e.value)
+
+
+@pytest.mark.parametrize("engine, device", [("mlc", "h100-sxm"), ("vllm", "h100-sxm"), ("llamacpp", "h100-sxm"),
+                                            ("ollama", "h100-sxm"), ("sglang", "h100-sxm"), ("mlx", "m2-max-64gb")])
+def test_every_option_passed_as_none_is_unset_or_refused(engine, device):
+    # sglang tp_size=None reached `tp > device.count`; mlx prefill_step_size=None and
+    # memory_limit=None reached int(None) and `<= None`: TypeErrors. Either None means
+    # "unset" (the same plan) or the engine refuses it in one line.
+    import kvcap
+    from kvcap.engines import get_engine
+    model = kvcap.load_model(_tiny_llama())
+    base = kvcap.plan(model, device, engine=engine)
+    for name in get_engine(engine).OPTIONS:
+        try:
+            p = kvcap.plan(model, device, engine=engine, **{name: None})
+        except KvcapError as e:
+            _one_line(e)
+            continue
+        assert p.kv_tokens == base.kv_tokens, name

@@ -182,7 +182,7 @@ def _what_ifs(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any], 
     if options.get("kv_bits") is None:
         attempt("a 4-bit KV cache (its attention materialises the prompt chunk's scores)", "--kv-bits 4",
                 {"kv_bits": 4, "quantized_kv_start": 0})
-    if int(options.get("prefill_step_size", 2048)) > 512:
+    if (options.get("prefill_step_size") or 2048) > 512:     # checked an int by launch_from
         attempt("smaller prompt chunks (smaller attention-score arrays)", "--prefill-step-size 512",
                 {"prefill_step_size": 512})
     if options.get("q_bits") is None and not (model.config or {}).get("quantization"):

@@ -34,7 +34,9 @@ def _version(text: str) -> tuple[int, int, int]:
 
 
 def _opt_int(options: Mapping[str, Any], name: str, default: int | None, minimum: int = 1) -> int | None:
-    value = options.get(name, default)
+    value = options.get(name)
+    if value is None:           # an option passed as None is unset (not a None count)
+        value = default
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -158,7 +160,7 @@ def launch_from(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]
     weights = weight_arrays(model, quant, note)
     ws = device.memory_bytes
     ram = device.ram_bytes
-    if "memory_limit" in options:
+    if options.get("memory_limit") is not None:
         limit = _opt_int(options, "memory_limit", None)
         formula = "given with mx.set_memory_limit"
     elif version < (0, 13, 0) or ram is None:

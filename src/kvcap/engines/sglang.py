@@ -62,7 +62,9 @@ SRC_PROFILE = "sglang model_runner.py profile_max_num_token / kv_cache_configura
 
 
 def _int(options: Mapping[str, Any], name: str, default: int | None, minimum: int = 1) -> int | None:
-    value = options.get(name, default)
+    value = options.get(name)
+    if value is None:           # an option passed as None is unset (not a None count)
+        value = default
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
