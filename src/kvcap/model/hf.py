@@ -12,6 +12,7 @@ from .spec import ModelSpec
 
 # A config.json is a few KiB; anything far larger is not one.
 MAX_CONFIG_BYTES = 8 << 20
+SUB_CONFIGS = ("text_config", "vision_config", "audio_config", "quantization_config", "rope_scaling")
 
 
 def read_json(path: Path, what: str = "config", limit: int = MAX_CONFIG_BYTES) -> dict:
@@ -40,6 +41,10 @@ def from_config(cfg: Mapping[str, Any], name: str = "", source: str = "config") 
     model_type = cfg.get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise ModelError(f"{name or source}: config has no 'model_type'")
+    # Sub-configs every engine reads with .get(): a list or number there is a corrupt config.
+    for key in SUB_CONFIGS:
+        if cfg.get(key) and not isinstance(cfg[key], Mapping):
+            raise ModelError(f"{name or source}: config field {key!r} must be an object, got {cfg[key]!r:.60}")
     declared = cfg.get("_name_or_path")
     declared = declared if isinstance(declared, str) else ""   # a number or list names nothing
     return builder_for(model_type)(cfg, name or declared or model_type, source)
