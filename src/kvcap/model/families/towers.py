@@ -169,7 +169,7 @@ TOWERS: dict[str, Callable[[Mapping[str, Any]], list[Tensor]]] = {
 
 
 def check(kind: str) -> None:
-    if kind not in TOWERS:
+    if not isinstance(kind, str) or kind not in TOWERS:     # a dict model_type is unhashable
         raise ModelError(f"vision tower {kind!r} is not supported; supported: {', '.join(sorted(TOWERS))}")
 
 

@@ -40,6 +40,8 @@ def vision_tensors(cfg: Mapping[str, Any], text_hidden: int) -> list[Tensor]:
     out = clip_tensors("vision.", **tower)
     dim = int(proc.get("image_dim_out", tower["hidden"]))
     embd = cfg.get("embd_layer") or {}
+    if not isinstance(embd, dict):
+        raise ModelError(f"config field 'embd_layer' must be an object, got {embd!r}")
     # HD transform concatenates 2x2 neighbouring patches: the projection input is 4 x dim.
     proj_in = dim * 4 if embd.get("use_hd_transform") else dim
     out += [
