@@ -163,13 +163,6 @@ def test_vllm_option_passed_as_none_is_unset():
     assert unset.kv_tokens == kvcap.plan(model, "h100-sxm", engine="vllm").kv_tokens
 
 
-def test_vllm_text_config_that_is_a_number():
-    # _quant_config took .get() of an int text_config: AttributeError.
-    import kvcap
-    p = kvcap.plan(kvcap.load_model(_tiny_llama(text_config=10**30)), "h100-sxm", engine="vllm")
-    assert p.kv_tokens > 0
-
-
 @pytest.mark.parametrize("declared", [-2.5, ["a"], {"b": 1}])
 def test_name_or_path_that_is_not_a_string(declared):
     # A family builder's error prefix did str(e).startswith(name) with a float name: TypeError.
@@ -198,3 +191,47 @@ def test_every_option_passed_as_none_is_unset_or_refused(engine, device):
             _one_line(e)
             continue
         assert p.kv_tokens == base.kv_tokens, name
+
+
+@pytest.mark.parametrize("key, value", [("text_config", [[[]]]), ("text_config", 10**30), ("quantization_config", [1]),
+                                        ("rope_scaling", "yarn")])
+def test_sub_config_that_is_not_an_object(key, value):
+    # vLLM's, SGLang's and MLX's weight pricing did (cfg.get("text_config") or {}).get(...) on
+    # a list or a number: AttributeError.
+    from kvcap.model import load_model
+    with pytest.raises(ModelError, match=f"'{key}' must be an object") as e:
+        load_model(_tiny_llama(**{key: value}))
+    _one_line(e.value)
+
+
+def test_vision_tower_model_type_that_is_an_object():
+    # towers.check looked a dict model_type up in a dict: unhashable type.
+    from kvcap.model import catalog, load_model
+    entry = next(e for e in catalog.entries() if e.model_type == "llava")
+    cfg = entry.config()
+    cfg["vision_config"] = dict(cfg.get("vision_config") or {}, model_type={"nested": "clip_vision_model"})
+    with pytest.raises(ModelError, match="vision tower") as e:
+        load_model(cfg)
+    _one_line(e.value)
+
+
+def test_phi3_vision_embd_layer_that_is_a_number():
+    from kvcap.model import catalog, load_model
+    entry = next(e for e in catalog.entries() if "embd_layer" in e.config())
+    cfg = dict(entry.config(), embd_layer=7)
+    with pytest.raises(ModelError, match="'embd_layer' must be an object") as e:
+        load_model(cfg)
+    _one_line(e.value)
+
+
+def test_mlc_tensor_cache_param_bytes_of_400_digits(tmp_path):
+    # float(ParamBytes) overflowed: OverflowError instead of "disagrees with its records".
+    from kvcap.model import load_model
+    chat = {"model_type": "llama", "quantization": "q0f16", "model_config": _tiny_llama()}
+    (tmp_path / "mlc-chat-config.json").write_text(json.dumps(chat))
+    cache = {"metadata": {"ParamBytes": 10**400}, "records": [{"nbytes": 8, "records": [
+        {"name": "w", "shape": [4], "dtype": "float16", "nbytes": 8, "byteOffset": 0}]}]}
+    (tmp_path / "tensor-cache.json").write_text(json.dumps(cache))
+    with pytest.raises(ModelError, match="ParamBytes .* disagrees with its records .8 bytes") as e:
+        load_model(tmp_path)
+    _one_line(e.value)

@@ -50,7 +50,7 @@ def dtype_bits(dtype: Any, where: str) -> int:
     raise ModelError(f"{where}: unknown tensor dtype {dtype!r}")
 
 
-def _records(doc: Any, where: str, limits: ReadLimits) -> tuple[dict[str, int], int, float | None]:
+def _records(doc: Any, where: str, limits: ReadLimits) -> tuple[dict[str, int], int, int | float | None]:
     """(bytes by dtype, tensor count, ParamBytes) of a tensor-cache.json document."""
     if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
         raise ModelError(f"{where}: a tensor cache needs a 'records' list")
@@ -86,7 +86,8 @@ def _records(doc: Any, where: str, limits: ReadLimits) -> tuple[dict[str, int], 
             by_dtype[dtype] = by_dtype.get(dtype, 0) + loaded
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     declared = meta.get("ParamBytes")
-    return by_dtype, count, float(declared) if isinstance(declared, (int, float)) and not isinstance(declared, bool) else None
+    # Kept as JSON gave it: float() of a 400-digit ParamBytes overflows; != compares any size.
+    return by_dtype, count, declared if isinstance(declared, (int, float)) and not isinstance(declared, bool) else None
 
 
 def read_tensor_cache(folder: Path, limits: ReadLimits = DEFAULT_LIMITS) -> tuple[dict[str, int], int, str] | None:
@@ -98,7 +99,8 @@ def read_tensor_cache(folder: Path, limits: ReadLimits = DEFAULT_LIMITS) -> tupl
             by_dtype, count, declared = _records(read_json(path, "tensor cache", limits.max_json), str(path), limits)
             total = sum(by_dtype.values())
             if declared is not None and declared != total:
-                raise ModelError(f"{path}: metadata ParamBytes {declared:.0f} disagrees with its records ({total} bytes)")
+                shown = declared if isinstance(declared, int) else f"{declared:.0f}"   # :.0f of a huge int overflows
+                raise ModelError(f"{path}: metadata ParamBytes {shown} disagrees with its records ({total} bytes)")
             return dict(sorted(by_dtype.items())), count, fname
     return None
 
