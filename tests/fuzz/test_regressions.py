@@ -235,3 +235,16 @@ def test_mlc_tensor_cache_param_bytes_of_400_digits(tmp_path):
     with pytest.raises(ModelError, match="ParamBytes .* disagrees with its records .8 bytes") as e:
         load_model(tmp_path)
     _one_line(e.value)
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"rope_scaling": {"type": "linear", "factor": float("nan")}}, "rope_scaling.factor"),
+    ({"rope_scaling": {"type": "linear", "factor": "4"}}, "rope_scaling.factor"),
+    ({"seq_length": float("inf")}, "'seq_length'"),
+])
+def test_sglang_context_length_from_corrupt_numbers(over, field):
+    # get_context_length's int(factor * length) of NaN: ValueError; of a string factor: TypeError.
+    import kvcap
+    with pytest.raises(ModelError, match=field) as e:
+        kvcap.plan(kvcap.load_model(_tiny_llama(**over)), "h100-sxm", engine="sglang")
+    _one_line(e.value)

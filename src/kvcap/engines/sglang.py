@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from ..device.spec import DeviceSpec
-from ..errors import DeviceError, OptionsError
+from ..errors import DeviceError, ModelError, OptionsError
 from ..model.spec import ModelSpec
 from ..plan import INSUFFICIENT, MEMORY, USER_OVERRIDE, Binding, Ledger, Plan, WhatIf
 from ..units import GiB, MiB
@@ -99,9 +99,15 @@ def derived_context_length(model: ModelSpec) -> int:
         factor = scaling.get("factor", 1) or 1
         if "original_max_position_embeddings" in scaling or scaling.get("rope_type") == "llama3":
             factor = 1
+        # The config's own numbers: a list, string or NaN here is a corrupt config, not a length.
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1e6:
+            raise ModelError(f"{model.name}: rope_scaling.factor must be a positive number below 1e6, got {factor!r}")
     for key in ("max_sequence_length", "seq_length", "max_seq_len", "model_max_length", "max_position_embeddings"):
-        if isinstance(text.get(key), (int, float)) and not isinstance(text.get(key), bool):
-            return int(factor * text[key])
+        value = text.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not 0 < value < 1e12:           # NaN, infinity, negative: no context length
+                raise ModelError(f"{model.name}: config field {key!r} must be a positive length, got {value!r}")
+            return int(factor * value)
     return model.context_window or 2048
 
 
