@@ -134,3 +134,11 @@ def test_fields_nothing_predicts_are_listed_not_passed(tmp_path, fake_engine):
     fake_engine.result = {"end_to_end": {}}
     c = validate([write(tmp_path, case)])["cases"][0]
     assert c["status"] == "skipped" and "a, b not predicted" in c["reason"]
+
+
+def test_a_from_given_upper_bound_passes_at_or_below_it(tmp_path, fake_engine):
+    case = {"id": "c7", "engine": "fake", "observed": {"tokens": 81536}}
+    fake_engine.result = {"end_to_end": {}, "from_given": {"tokens": 94912}, "from_given_bound": {"tokens": "upper"}}
+    assert validate([write(tmp_path, case)])["cases"][0]["status"] == "pass"
+    fake_engine.result["from_given"] = {"tokens": 80000}        # below what was observed: not a bound
+    assert validate([write(tmp_path, case)])["cases"][0]["status"] == "fail"

@@ -15,6 +15,9 @@ rounded log line); that amount is added to the field's tolerance for the from-gi
 A replay may also add "end_to_end_tolerance": {field: amount}: the error bar the engine's own
 ledger states for an estimated prediction (the same rule for every case, never fitted to one);
 a field judged end to end (no from-given prediction) passes within log rounding + that amount.
+A replay may add "from_given_bound": {field: "upper"} when the given is one of several workers'
+values and the engine takes the minimum over workers: the from-given prediction then bounds the
+observed value from above, and the field passes when observed <= predicted + tolerance.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ def replay(case: dict) -> dict:
     e2e, given = result.get("end_to_end") or {}, result.get("from_given")
     spread = result.get("from_given_spread") or {}
     bars = result.get("end_to_end_tolerance") or {}
+    bounds = result.get("from_given_bound") or {}
     rels: list[float] = []
     fields = []
     observed = [(k, v) for k, v in case["observed"].items()]
@@ -147,7 +151,12 @@ def replay(case: dict) -> dict:
             tol += float(bars.get(name, 0.0))
         # A field neither prediction covers (e.g. memory when the device total is unknown) is
         # not judged: it is listed in the reason, never counted as a pass.
-        ok = None if p1 is None and p2 is None else _close(obs, judged, tol)
+        if p1 is None and p2 is None:
+            ok = None
+        elif given and p2 is not None and bounds.get(name) == "upper":
+            ok = float(obs) <= float(p2) + tol
+        else:
+            ok = _close(obs, judged, tol)
         rel = _rel(obs, p1)
         if rel is not None:
             rels.append(rel)

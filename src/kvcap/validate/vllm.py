@@ -70,7 +70,12 @@ def replay(case: dict) -> dict:
         if isinstance(tol, (int, float)) and tol > 0:
             out["from_given_spread"] = _spread(model, device, options, given, int(tol), center, observed)
         if options.get("tensor_parallel_size", 1) * options.get("pipeline_parallel_size", 1) > 1:
-            notes.append("the given Available line is one worker's; vLLM takes the smallest worker's blocks")
+            # The logged Available line is one worker's; vLLM takes the smallest worker's blocks
+            # (get_kv_cache_configs), so from that line kvcap can only bound the count from above.
+            center.pop("error", None)
+            out["from_given_bound"] = {name: "upper" for name in FIELDS[:3]}
+            notes.append("the given Available line is one worker's and vLLM takes the smallest worker's blocks: "
+                         "from given, the counts are upper bounds")
     if notes:
         out["note"] = "; ".join(notes)
     return out
