@@ -248,3 +248,38 @@ def test_sglang_context_length_from_corrupt_numbers(over, field):
     with pytest.raises(ModelError, match=field) as e:
         kvcap.plan(kvcap.load_model(_tiny_llama(**over)), "h100-sxm", engine="sglang")
     _one_line(e.value)
+
+
+# --- calibration files (kvcap plan --calibration FILE) -------------------------------------------
+def _calibration(**over):
+    doc = {"kvcap_calibration": 1, "device": {"name": "x", "backend": "cuda", "total_memory_bytes": 1 << 30},
+           "date": "2025-01-01", "kernel": "torch", "copy_bandwidth_gbps": 1.0, "kernel_bandwidth_gbps": 1.0,
+           "layouts": {"single": {"verdict": {"cliff_bytes": None, "max_ok_bytes": 1 << 20,
+                                              "measured_up_to_bytes": 1 << 20, "tolerance": 0.1}}}}
+    doc.update(over)
+    return doc
+
+
+@pytest.mark.parametrize("content", [
+    b"[" * 100_000,                                                        # RecursionError
+    b"\x8f\xff binary",                                                    # UnicodeDecodeError
+    json.dumps(_calibration(layouts=[1])).encode(),                        # AttributeError: list.get
+    json.dumps(_calibration(layouts=3.5)).encode(),
+    json.dumps(_calibration(device={"name": "x", "backend": "cuda", "total_memory_bytes": float("inf")})).encode(),
+])
+def test_calibration_file_that_is_garbage(tmp_path, content):
+    from kvcap.errors import OptionsError
+    from kvcap.probe.calibration import load_calibration
+    p = tmp_path / "cal.json"
+    p.write_bytes(content)
+    with pytest.raises(OptionsError, match="calibration") as e:
+        load_calibration(p)
+    _one_line(e.value)
+    assert load_calibration_ok(tmp_path)
+
+
+def load_calibration_ok(tmp_path) -> bool:
+    from kvcap.probe.calibration import load_calibration
+    p = tmp_path / "good.json"
+    p.write_text(json.dumps(_calibration()))
+    return load_calibration(p).max_ok_bytes == 1 << 20

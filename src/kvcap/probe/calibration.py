@@ -39,6 +39,7 @@ from typing import Any
 from ..errors import OptionsError
 
 FORMAT = 1
+MAX_FILE_BYTES = 1 << 20    # a calibration holds a few dozen points: KiB, not MiB
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,13 @@ def default_path(device_name: str) -> Path:
     return Path(base) / "kvcap" / f"calibration-{device_slug(device_name)}.json"
 
 
+def _layouts(doc: dict) -> dict:
+    layouts = doc.get("layouts")
+    return layouts if isinstance(layouts, dict) else {}
+
+
 def _verdict(doc: dict, layout: str) -> dict | None:
-    entry = (doc.get("layouts") or {}).get(layout)
+    entry = _layouts(doc).get(layout)
     return entry.get("verdict") if isinstance(entry, dict) else None
 
 
@@ -107,7 +113,7 @@ def from_json(doc: dict, path: str = "") -> Calibration:
         if single is None:
             raise KeyError("layouts.single.verdict")
         chunked = _verdict(doc, "chunked")
-        chunk_entry = (doc.get("layouts") or {}).get("chunked") or {}
+        chunk_entry = _layouts(doc).get("chunked") or {}
         return Calibration(
             device_name=str(dev["name"]), backend=str(dev["backend"]),
             total_memory_bytes=int(dev["total_memory_bytes"]), date=str(doc["date"]),
@@ -120,7 +126,9 @@ def from_json(doc: dict, path: str = "") -> Calibration:
             chunk_bytes=int(chunk_entry["chunk_bytes"]) if chunk_entry.get("chunk_bytes") else None,
             tolerance=float(single["tolerance"]), path=path,
         )
-    except (KeyError, TypeError, ValueError) as e:
+    # The file is untrusted JSON: a field of the wrong type (AttributeError on a list's .get, an
+    # OverflowError from int(Infinity)) is the same garbled field as a missing one.
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         raise OptionsError(f"{where} lacks or garbles field {e}; re-run `kvcap probe`") from None
 
 
@@ -128,11 +136,17 @@ def load_calibration(path: str | Path) -> Calibration:
     """Read a calibration file; OptionsError (one line) when missing or not one."""
     p = Path(path).expanduser()
     try:
-        doc = json.loads(p.read_text())
+        if p.exists() and not p.is_file():   # /dev/zero would never end, a FIFO never start
+            raise OptionsError(f"cannot read calibration {p}: not a regular file")
+        with open(p, "rb") as f:              # bounded: a calibration is a few KiB
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise OptionsError(f"cannot read calibration {p}: larger than {MAX_FILE_BYTES >> 20} MiB, not a calibration")
+        doc = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise OptionsError(f"no calibration file at {p}; make one with `kvcap probe --out {p}`") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise OptionsError(f"cannot read calibration {p}: {e}") from None
+    except (OSError, ValueError, RecursionError) as e:   # ValueError: bad JSON, not UTF-8, a NUL in the path
+        raise OptionsError(f"cannot read calibration {p}: {str(e).splitlines()[0][:120]}") from None
     return from_json(doc, str(p))
 
 
