@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from . import catalog, hf, hf_cache
-from .limits import DEFAULT_LIMITS, ReadLimits
+from .limits import DEFAULT_LIMITS, ReadLimits, check_regular_file
 from .spec import ModelSpec
 
 # Keys MLC-LLM reads from a preset / mlc-chat-config.json beside the HF fields.
@@ -72,10 +72,11 @@ def from_path(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> ModelSpec:
     if name == INDEX or name.endswith(".safetensors"):
         return from_hf_folder(path.parent, limits=limits)
     if name.endswith(".json"):
-        cfg = hf.read_json(path)
+        cfg = hf.read_json(path, limit=limits.max_config)
         declared = cfg.get("_name_or_path")
         label = declared if isinstance(declared, str) and declared else path.parent.name or path.stem
         return with_checkpoint(with_mlc_fields(hf.from_config(cfg, label, str(path)), cfg), cfg, None)
+    check_regular_file(path)
     with open(path, "rb") as f:
         if f.read(4) == b"GGUF":
             return from_gguf(path, limits)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
 from ..errors import ModelError
-from .limits import DEFAULT_LIMITS, ReadLimits
+from .limits import DEFAULT_LIMITS, ReadLimits, check_regular_file
 
 MAGIC = b"GGUF"
 # ggml_type id -> (name as ggml prints it, elements per block, bytes per block).
@@ -223,6 +223,7 @@ def _value(r: _Reader, vtype: int, key: str) -> Any:
 def read_gguf(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> GGUFFile:
     """Metadata and tensor infos of one GGUF file; the tensor data is only bounds-checked."""
     p = str(path)
+    check_regular_file(Path(p))
     try:
         with open(path, "rb") as f:
             size = f.seek(0, 2)

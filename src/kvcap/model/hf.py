@@ -15,14 +15,21 @@ MAX_CONFIG_BYTES = 8 << 20
 SUB_CONFIGS = ("text_config", "vision_config", "audio_config", "quantization_config", "rope_scaling")
 
 
-def read_json(path: Path, what: str = "config", limit: int = MAX_CONFIG_BYTES) -> dict:
-    """A JSON object from a file, with a size bound and one-line errors."""
+def read_json(path: Path, what: str = "config", limit: int = MAX_CONFIG_BYTES,
+              cap: str = "ReadLimits.max_config") -> dict:
+    """A JSON object from a file, with a size bound (`cap` names it in the error) and one-line errors."""
+    from .limits import check_regular_file
     try:
+        check_regular_file(path)
         size = path.stat().st_size
         if size > limit:
-            raise ModelError(f"{path}: {size} bytes is too large for a {what} file (limit {limit})")
+            raise ModelError(f"{path}: {size} bytes is too large for a {what} file (limit {limit}, {cap})")
         with open(path, "rb") as f:
-            data = json.loads(f.read(limit + 1))
+            # read(n) allocates n bytes up front: ask for what the file holds, not for the cap.
+            raw = f.read(size + 1)
+        if len(raw) > size:
+            raise ModelError(f"{path}: the file grew while being read")
+        data = json.loads(raw)
     except ModelError:
         raise
     except (OSError, UnicodeDecodeError) as e:

@@ -39,6 +39,6 @@ def from_hf_folder(folder: Path, name: str = "", source: str = "", limits: ReadL
     config = folder / "config.json"
     if not config.is_file():
         raise ModelError(f"{folder} holds no config.json (nor mlc-chat-config.json or a .gguf file)")
-    cfg = hf.read_json(config)
+    cfg = hf.read_json(config, limit=limits.max_config)
     spec = hf.from_config(cfg, name or folder.name, source or str(folder))
     return with_checkpoint(spec, cfg, read_folder(folder, limits))

@@ -90,7 +90,7 @@ def from_hub(repo_id: str, revision: str | None = None, limits: ReadLimits = DEF
         config_path = hub.hf_hub_download(repo_id, "config.json", revision=revision)
     except Exception as e:  # noqa: BLE001 - any hub/network failure is one line for the user
         raise _fail(repo_id, "config.json", e) from None
-    cfg = hf.read_json(Path(config_path))
+    cfg = hf.read_json(Path(config_path), limit=limits.max_config)
     spec = hf.from_config(cfg, repo_id, f"hub:{repo_id}@{revision or 'main'}")
     try:
         meta = hub.get_safetensors_metadata(repo_id, revision=revision)

@@ -7,9 +7,12 @@ it reads or allocates, and its error names the cap that was hit. Pass a `ReadLim
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from ..errors import OptionsError
+from ..errors import ModelError, OptionsError
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class ReadLimits:
     max_gguf_array: int = 1 << 21
     # A JSON side file: safetensors index, tensor-cache.json (tens of MB for the largest models).
     max_json: int = 64 << 20
+    # A config.json is a few KiB (the largest, with per-layer lists, well under 1 MiB).
+    max_config: int = 8 << 20
     # Files one model may span (sharded safetensors, split GGUF, MLC params shards).
     max_files: int = 10_000
     # Tensors one model may declare in all its files together.
@@ -41,3 +46,14 @@ class ReadLimits:
 
 
 DEFAULT_LIMITS = ReadLimits()
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: opening a FIFO blocks until a writer
+    comes, and a device (/dev/zero, /dev/urandom) never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return                  # opening it raises the OSError, which the reader reports
+    if not stat.S_ISREG(mode):
+        raise ModelError(f"{path}: not a regular file (a device, FIFO or socket is no model file)")

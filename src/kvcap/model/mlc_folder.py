@@ -96,7 +96,7 @@ def read_tensor_cache(folder: Path, limits: ReadLimits = DEFAULT_LIMITS) -> tupl
     for fname in TENSOR_CACHES:
         path = folder / fname
         if path.is_file():
-            by_dtype, count, declared = _records(read_json(path, "tensor cache", limits.max_json), str(path), limits)
+            by_dtype, count, declared = _records(read_json(path, "tensor cache", limits.max_json, "ReadLimits.max_json"), str(path), limits)
             total = sum(by_dtype.values())
             if declared is not None and declared != total:
                 shown = declared if isinstance(declared, int) else f"{declared:.0f}"   # :.0f of a huge int overflows
@@ -152,7 +152,7 @@ def from_mlc_folder(folder: Path, limits: ReadLimits = DEFAULT_LIMITS):
     """An MLC model folder -> ModelSpec with MLC's limits and the exact bytes MLC loads."""
     from . import hf
     path = folder / CHAT_CONFIG
-    chat = hf.read_json(path, "mlc-chat-config", limits.max_json)
+    chat = hf.read_json(path, "mlc-chat-config", limits.max_json, "ReadLimits.max_json")
     spec = hf.from_config(hf_config(chat, str(path)), folder.name, f"mlc:{folder}")
     quant = {"format": "mlc", "quantization": chat["quantization"], "mlc_model_type": chat["model_type"]}
     cache = read_tensor_cache(folder, limits)

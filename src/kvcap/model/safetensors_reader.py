@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
 from ..errors import ModelError
-from .limits import DEFAULT_LIMITS, ReadLimits
+from .limits import DEFAULT_LIMITS, ReadLimits, check_regular_file
 
 # Bits per element of every dtype the safetensors format defines (tensor.rs, `Dtype::bitsize`),
 # and the name kvcap reports bytes under (torch's names, which HF configs use too).
@@ -154,6 +154,7 @@ def header_from_dict(doc: Any, where: str, data_size: int | None = None) -> Head
 def read_header(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Header:
     """Read one file's header: 8 + N bytes, never the tensor data."""
     cap = limits.max_safetensors_header
+    check_regular_file(path)
     try:
         with open(path, "rb") as f:
             size = f.seek(0, 2)
@@ -187,7 +188,7 @@ def checkpoint_files(folder: Path, limits: ReadLimits = DEFAULT_LIMITS) -> list[
     index = folder / INDEX
     if index.is_file():
         from .hf import read_json
-        doc = read_json(index, "safetensors index", limits.max_json)
+        doc = read_json(index, "safetensors index", limits.max_json, "ReadLimits.max_json")
         weight_map = doc.get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise ModelError(f"{index}: needs a non-empty 'weight_map' object")
