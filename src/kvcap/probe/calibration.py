@@ -138,10 +138,13 @@ def load_calibration(path: str | Path) -> Calibration:
     try:
         if p.exists() and not p.is_file():   # /dev/zero would never end, a FIFO never start
             raise OptionsError(f"cannot read calibration {p}: not a regular file")
-        with open(p, "rb") as f:              # bounded: a calibration is a few KiB
-            raw = f.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:              # bounded: a calibration is a few KiB
             raise OptionsError(f"cannot read calibration {p}: larger than {MAX_FILE_BYTES >> 20} MiB, not a calibration")
+        with open(p, "rb") as f:              # read(n) allocates n: ask for the file's size
+            raw = f.read(size + 1)
+        if len(raw) > size:
+            raise OptionsError(f"cannot read calibration {p}: the file grew while being read")
         doc = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise OptionsError(f"no calibration file at {p}; make one with `kvcap probe --out {p}`") from None

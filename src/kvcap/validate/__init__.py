@@ -65,10 +65,13 @@ def load_cases(paths: Iterable[str | Path]) -> list[dict]:
         try:
             if not p.is_file():      # /dev/zero or a FIFO would never end (or never start)
                 raise CaseFileError(f"cannot read {p}: " + ("not a regular file" if p.exists() else "no such file"))
-            with open(p, "rb") as f:     # bounded even if the file grows after the check
-                raw = f.read(MAX_FILE_BYTES + 1)
-            if len(raw) > MAX_FILE_BYTES:
+            size = p.stat().st_size
+            if size > MAX_FILE_BYTES:
                 raise CaseFileError(f"{p}: larger than {MAX_FILE_BYTES >> 20} MiB, not a case file")
+            with open(p, "rb") as f:     # read(n) allocates n: ask for the file's size, bounded above
+                raw = f.read(size + 1)
+            if len(raw) > size:
+                raise CaseFileError(f"{p}: the file grew while being read")
             text = raw.decode("utf-8")
         except OSError as e:
             raise CaseFileError(f"cannot read {p}: {e.strerror or e}") from None
