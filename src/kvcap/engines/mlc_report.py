@@ -162,8 +162,11 @@ def _model_lines(ledger: Ledger, ctx: Context) -> None:
         words = "2 × max over models of temp_func_bytes (×2 \"for safety\")"
     else:
         words = "max over models of temp_func_bytes (not doubled in the Python engine)"
-    ledger.add("temp_buffer_bytes", est.temp_buffer_bytes, "bytes", words, ctx.infer_source,
-               estimate=any(m.temp_estimated for m in ctx.models))
+    estimated = any(m.temp_estimated for m in ctx.models)
+    # Built from temp_func_bytes (max or sum, maybe doubled): the same relative error bar carries.
+    ledger.add("temp_buffer_bytes", est.temp_buffer_bytes, "bytes", words, ctx.infer_source, estimate=estimated,
+               note=f"from the estimated temp_func_bytes: {ERROR_BAR}" if estimated else "",
+               error_bar=int(est.temp_buffer_bytes * ERROR_FRACTION) if estimated else None)
 
 
 def _term_lines(ledger: Ledger, ctx: Context, r: E.ModeResult) -> None:
