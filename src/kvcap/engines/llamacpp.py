@@ -162,13 +162,17 @@ def build(model: ModelSpec, device: DeviceSpec, s: Settings, options: Mapping[st
     if w.is_moe and placement.overflowing:
         led.add("overflowing_layers", placement.overflowing, "layers", "offloaded layers whose experts stay in system memory", FIT)
     led.add("weights_device_bytes", use["weights"], "bytes", "offloaded layers (+ output when -ngl > n_layer)",
-            "src/llama-model.cpp load_tensors", estimate=not w.exact)
+            "src/llama-model.cpp load_tensors", estimate=not w.exact,
+            note="" if w.exact else "the offloaded share of the estimated weights_bytes (see its note)")
     led.add("kv_device_bytes", use["kv_cache"], "bytes", "KV/RS of offloaded layers (0 with -nkvo)", KVC)
     led.add("compute_bytes", use["compute"], "bytes", "largest live tensors of the worst-case graph", "llama_context::graph_reserve",
             estimate=True, note="ggml-alloc measures this at load; kvcap's estimate is within about ±30 %")
     used = led.add("device_used_bytes", sum(use.values()), "bytes", "weights + KV + compute on the device")
+    free_estimated = s.free_memory is None and device.backend != "metal"
     led.add("device_free_bytes", free, "bytes", "free memory llama.cpp sees at load" + ("" if s.free_memory else " (taken as the device's memory)"),
-            "ggml_backend_dev_memory", estimate=s.free_memory is None and device.backend != "metal")
+            "ggml_backend_dev_memory", estimate=free_estimated,
+            note="an upper bound: the driver, other processes and the display take some of the device's memory "
+                 "before llama.cpp asks; give free_memory (nvidia-smi's free) for the real figure" if free_estimated else "")
 
     binding, kv_tokens = _binding(model, device, s, cp, caches, fitted, used, free, placement, n_layer, warnings)
     config = {"n_ctx": cp.n_ctx, "n_ctx_seq": cp.n_ctx_seq, "n_seq_max": cp.n_seq_max, "kv_unified": cp.kv_unified,
