@@ -241,7 +241,8 @@ def plan(model: ModelSpec, device: DeviceSpec, options: Mapping[str, Any]) -> Pl
             note="public SGLang logs show 0.84 – 1.33 GiB (H100 80GB), 0.86 GiB (L4, TP 4)"
             if "startup_overhead" not in options else "")
     led.add("pre_model_load_memory", round(r["pre"], 4), "GiB", "(device total − startup overhead) / 2^30",
-            "model_runner.py init_torch_distributed: get_available_gpu_memory", estimate="startup_overhead" not in options)
+            "model_runner.py init_torch_distributed: get_available_gpu_memory", estimate="startup_overhead" not in options,
+            note="from the estimated startup_overhead (see its note)" if "startup_overhead" not in options else "")
     led.add("weights", w.per_rank, "bytes", w.formula, w.source, estimate=w.estimate, note=w.note)
     led.add("post_model_load_memory", round(r["avail"], 4), "GiB", "pre − weights / 2^30", "model_runner.py load_model")
     led.add("rest_memory", round(r["rest"], 4), "GiB", f"post − pre × (1 − {d.mem_fraction_static})", SRC_PROFILE)
