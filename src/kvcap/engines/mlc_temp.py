@@ -23,7 +23,9 @@ FIXED_BYTES = 32 << 20
 # On the public logs the compiled value is 0.82–0.98 of the estimate: at most 22% above it (the
 # 128-token chunk, where the fixed part dominates), never below.
 ERROR_BAR = "fit on 7 real MLC logs (5 libraries): the compiled value was 82–98% of this estimate"
-ERROR_FRACTION = 0.18   # ± this share of the estimate covers every public log (it errs high)
+# ± this share of the estimate covers every public log (it errs high): the widest, mlc-2026,
+# compiled 0.817 × the estimate, needs 0.183 (docs/mlc-temp-buffer.md, "Fit and residuals").
+ERROR_FRACTION = 0.19
 
 # MLC model families whose lm_head (or tied embedding) has the symbolic dimension "vocab_size":
 # their logits have no constant size, so MLC's estimator does not count them. Every other family
