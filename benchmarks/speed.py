@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 HEAVY = ("torch", "triton", "numpy", "matplotlib", "safetensors", "gguf", "huggingface_hub", "rich")
 
@@ -40,7 +41,10 @@ def main() -> None:
     a = ap.parse_args()
 
     dev = ["--device", a.device] if a.device else ["--backend", "metal", "--memory", "48GiB"]
-    plan_cmd = [sys.executable, "-m", "kvcap", "plan", a.model, *dev, "--json"]
+    # The console script users run (`pip install` puts it beside the interpreter); else -m.
+    script = Path(sys.executable).with_name("kvcap")
+    entry = [str(script)] if script.exists() else [sys.executable, "-m", "kvcap"]
+    plan_cmd = [*entry, "plan", a.model, *dev, "--json"]
     subprocess.run(plan_cmd, check=True, stdout=subprocess.DEVNULL)  # warm the file cache
     base = wall([sys.executable, "-c", "pass"], a.runs)
     cold = wall(plan_cmd, a.runs)
@@ -65,7 +69,7 @@ def main() -> None:
     print(f"date            {time.strftime('%Y-%m-%d')}")
     print(f"machine         {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"python -c pass  {base * 1000:.1f} ms (median of {a.runs})")
-    print(f"kvcap plan cold {cold * 1000:.1f} ms (median of {a.runs}; {' '.join(plan_cmd[3:])})")
+    print(f"kvcap plan cold {cold * 1000:.1f} ms (median of {a.runs}; kvcap {' '.join(plan_cmd[len(entry):])})")
     print(f"kvcap overhead  {(cold - base) * 1000:.1f} ms above the interpreter")
     print(f"heavy imports   {imported or 'none'}")
     print(f"plans/s         {plans:,.0f} in process: kvcap.plan, full ledger + what-ifs (model {a.model}, engine mlc)")

@@ -64,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     model = common.model_from_args(args)
     device = common.device_from_args(args)
     p = make_plan(model, device, engine=args.engine, **options_from_args(args))
-    from ..calibrate import apply
-    p = apply(p, args.calibration)
+    if args.calibration or device.key == "local":   # a probe's calibration file applies
+        from ..calibrate import apply
+        p = apply(p, args.calibration)
     from ..advise.report import plan_extras
     extra_text, extra_json = plan_extras(p, not args.no_advise, args.launch, args.model_ref)
     if args.json:
