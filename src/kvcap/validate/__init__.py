@@ -155,16 +155,17 @@ def replay(case: dict) -> dict:
         # A field neither prediction covers (e.g. memory when the device total is unknown) is
         # not judged: it is listed in the reason, never counted as a pass.
         if p1 is None and p2 is None:
-            ok = None
+            ok, how = None, None
         elif given and p2 is not None and bounds.get(name) == "upper":
-            ok = float(obs) <= float(p2) + tol
+            ok, how = float(obs) <= float(p2) + tol, "from_given_upper_bound"
         else:
             ok = _close(obs, judged, tol)
+            how = "from_given" if given and p2 is not None else "end_to_end"
         rel = _rel(obs, p1)
         if rel is not None:
             rels.append(rel)
         fields.append({"name": name, "observed": obs, "predicted": p1, "predicted_from_given": p2,
-                       "tolerance": tol, "ok": ok, "exact_end_to_end": exact_e2e})
+                       "tolerance": tol, "ok": ok, "judged": how, "exact_end_to_end": exact_e2e})
     out["fields"] = fields
     judged_fields = [f for f in fields if f["ok"] is not None]
     unjudged = [f["name"] for f in fields if f["ok"] is None]
