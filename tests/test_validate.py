@@ -74,7 +74,8 @@ def test_judged_on_from_given_and_summarised_end_to_end(tmp_path, fake_engine):
     assert set(fields) == {"total_mib", "n", "error", "server.n"}
     assert fields["total_mib"]["predicted"] == 110.0 and fields["total_mib"]["predicted_from_given"] == 100.252
     assert fields["total_mib"]["tolerance"] == pytest.approx(0.005) and fields["total_mib"]["ok"]
-    assert set(fields["n"]) == {"name", "observed", "predicted", "predicted_from_given", "tolerance", "ok"}
+    assert set(fields["n"]) == {"name", "observed", "predicted", "predicted_from_given", "tolerance", "ok", "judged"}
+    assert fields["total_mib"]["judged"] == "from_given"
     s = r["summary"]["fake"]
     assert (s["pass"], s["fail"], s["skipped"], s["exact"]) == (1, 0, 1, 0)     # e2e total is 10% off
     assert s["max_rel_err"] == pytest.approx((110.0 - 100.25) / 100.25)
