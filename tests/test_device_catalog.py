@@ -158,6 +158,11 @@ def test_section6_memory_and_bandwidth(shared):
                 # The CUDA total sits below NVML's by the driver's reservation (< 1 GiB).
                 assert 0 < doc_bytes - d.memory_bytes < GiB
                 assert f"{doc_bytes // MiB} MiB" in d.memory_source
+            elif d.backend == "cuda" and d.memory_source.startswith("nvidia-smi"):
+                # Only nvidia-smi's total is documented: the catalog takes off the driver's
+                # reservation (estimated on the safe side), since engines budget CUDA's total.
+                assert d.memory_bytes == doc_bytes - catalog.CUDA_RESERVED_ESTIMATE, key
+                assert "reservation" in d.memory_source
             else:
                 assert d.memory_bytes == doc_bytes, key
             bw = re.match(r"^([\d.]+) GB/s", bandwidth)
@@ -168,7 +173,8 @@ def test_section6_memory_and_bandwidth(shared):
 
 def test_measured_cuda_totals_match_validation_logs(shared):
     """vLLM cases log the CUDA total of an H100 80GB; the measured catalog value sits within 0.1 %.
-    Devices listed by their nvidia-smi figure sit above the CUDA total, by less than 0.75 GiB."""
+    Devices listed by their nvidia-smi figure, less the estimated driver reservation, sit at or
+    below the CUDA total (the safe side), by less than 0.75 GiB."""
     checked = 0
     for line in (shared / "validation" / "vllm.jsonl").read_text().splitlines():
         dev = json.loads(line)["device"]
@@ -179,7 +185,7 @@ def test_measured_cuda_totals_match_validation_logs(shared):
         if d.key in MEASURED_HERE:
             assert abs(d.memory_bytes - logged) < logged * 0.001, dev
         else:
-            assert 0 <= d.memory_bytes - logged < 0.75 * GiB, dev
+            assert 0 <= logged - d.memory_bytes < 0.75 * GiB, dev
         checked += 1
     assert checked >= 8
 

@@ -32,10 +32,6 @@ CAPACITY = {"max_total_sequence_length", "max_num_sequence", "kv_cache_mib",    
 USAGE = {"weights_gib", "params_mib", "kv_size_mib", "k_mib", "v_mib", "swa_kv_size_mib", "swa_k_mib", "swa_v_mib"}
 
 KNOWN = {
-    "mlc-3394-a": "the device is the catalog's rtx-3090, whose memory is nvidia-smi's 24576 MiB; the CUDA total "
-                  "MLC reads is ~441 MiB lower (the case's given device total: 24135 MiB), so the memory-bound "
-                  "interactive/server capacity is 662 tokens (1.5 %) too high. The vLLM replay refuses nvidia-smi "
-                  "totals for this reason; the MLC replay and the device catalog do not (device catalog's to fix)",
     "vllm-10511-tp1": "vLLM V0 non-torch memory is estimated at 424 MiB, a minimax fit of the two V0 logs "
                       "(docs/vllm-estimate.md), not their safe end: this log's 1.79 GiB makes Available 1.36 GiB "
                       "(2.6 %) too high, beyond the stated ± 1.05 GiB",

@@ -26,6 +26,8 @@ from .spec import BACKENDS, DeviceSpec
 
 DATA = Path(__file__).parent / "data"
 MiB = 1 << 20
+# nvidia-smi total − CUDA total, rounded up past the largest reservation measured (615 MiB, H200).
+CUDA_RESERVED_ESTIMATE = 640 * MiB
 GiB = 1 << 30
 FIXED_FILES = (("nvidia", "nvidia.json"), ("amd", "amd.json"), ("intel", "intel.json"), ("arm", "arm.json"))
 # Words that name a vendor or a product line but never tell two catalog entries apart.
@@ -121,11 +123,21 @@ def _build(e: Entry, macos: int | None, wired_limit_mb: int | None) -> DeviceSpe
         raise DeviceError(f"--wired-limit-mb models a macOS sysctl; {e.key} is not a Mac")
     if e.record_kind == "fixed":
         memory = r["memory_bytes"] if "memory_bytes" in r else r["memory_mib"] * MiB
+        memory_source = r["memory_source"]
+        if r["backend"] == "cuda" and "memory_mib" in r and r["memory_source"].startswith("nvidia-smi"):
+            # Engines budget from CUDA's total (cudaDeviceProp.totalGlobalMem / cudaMemGetInfo),
+            # which is nvidia-smi's total less what the driver reserves. Only an nvidia-smi
+            # reading is known here, so subtract at least the largest reservation measured:
+            # erring low keeps a plan from promising memory the engine will not see.
+            memory -= CUDA_RESERVED_ESTIMATE
+            memory_source += (f"; kvcap subtracts {CUDA_RESERVED_ESTIMATE // MiB} MiB for the driver's reservation "
+                              "(estimate; measured 441-615 MiB: RTX 3090 via an MLC log, H100 and H200 on this "
+                              "project's device machine)")
         return DeviceSpec(
             name=e.name, backend=r["backend"], memory_bytes=memory, key=e.key, vendor=e.vendor,
             bandwidth_gbps=r.get("bandwidth_gbps"), max_buffer_bytes=r.get("max_buffer_bytes"),
             unified=bool(r.get("unified", False)), ram_bytes=r["ram_gb"] * GiB if "ram_gb" in r else None,
-            memory_source=r["memory_source"], kind=r.get("kind", "gpu"), source=r["source"],
+            memory_source=memory_source, kind=r.get("kind", "gpu"), source=r["source"],
             confidence=r["confidence"],
         )
     ram = e.ram_gb * GiB
