@@ -26,7 +26,7 @@ def add_device(p: argparse.ArgumentParser, required: bool = False) -> None:
     g.add_argument("--device", "-d", help="catalog device (see `kvcap devices`)")
     g.add_argument("--backend", help="cuda, rocm, metal, vulkan, opencl, webgpu or cpu (with --memory: a custom device)")
     g.add_argument("--memory", help="memory as the backend reports it, e.g. 24GiB; on Metal the working set")
-    g.add_argument("--macos", type=int, choices=(14, 15, 26), help="macOS major for the Apple working-set rule (default: newest)")
+    g.add_argument("--macos", type=int, choices=(13, 14, 15, 26), help="macOS major for the Apple working-set rule (default: newest)")
     g.add_argument("--wired-limit-mb", type=int, help="models `sysctl iogpu.wired_limit_mb=N` on a Mac")
     g.add_argument("--count", type=int, default=1, help="identical devices on the host (default 1)")
 

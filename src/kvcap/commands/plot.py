@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", "-d", action="append", default=[], help="catalog device (repeatable)")
     g.add_argument("--backend", help="with --memory: a custom device besides the catalog ones")
     g.add_argument("--memory", help="memory of the custom device, e.g. 24GiB")
-    g.add_argument("--macos", type=int, choices=(14, 15, 26), help="macOS major for the Apple working-set rule")
+    g.add_argument("--macos", type=int, choices=(13, 14, 15, 26), help="macOS major for the Apple working-set rule")
     g.add_argument("--count", type=int, default=1, help="identical devices on the host (default 1)")
     p.add_argument("--engine", "-e", action="append", default=[], help="engine (repeatable; default mlc)")
     o = p.add_argument_group("engine options (each goes to the engines that have it)")
