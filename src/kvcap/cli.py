@@ -22,6 +22,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other bad input
         self.exit(2, f"kvcap: error: {message} (see `{self.prog} --help`)\n")
 
+    def _get_values(self, action, arg_strings):
+        # `--device=--`: argparse (3.11) drops the '--' and hands the command [] instead of a
+        # string (unconverted, even for type=int). Refuse it as `--device --` is refused.
+        if action.option_strings and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
+
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `only`, just that command's subparser, so a cold `kvcap plan` does not
