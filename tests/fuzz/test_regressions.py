@@ -217,7 +217,7 @@ def test_vision_tower_model_type_that_is_an_object():
 
 def test_phi3_vision_embd_layer_that_is_a_number():
     from kvcap.model import catalog, load_model
-    entry = next(e for e in catalog.entries() if "embd_layer" in e.config())
+    entry = next(e for e in catalog.entries() if isinstance(e.config().get("img_processor"), dict))
     cfg = dict(entry.config(), embd_layer=7)
     with pytest.raises(ModelError, match="'embd_layer' must be an object") as e:
         load_model(cfg)
@@ -283,3 +283,34 @@ def load_calibration_ok(tmp_path) -> bool:
     p = tmp_path / "good.json"
     p.write_text(json.dumps(_calibration()))
     return load_calibration(p).max_ok_bytes == 1 << 20
+
+
+@pytest.mark.parametrize("args", [["plan", "llama-3.1-8b", "--device=--"], ["plan", "llama-3.1-8b", "-d", "rtx-4090", "--count=--"],
+                                  ["plot", "llama-3.1-8b", "-O", "x.png", "--engine=--"], ["models", "--family=--"],
+                                  ["fit", "llama-3.1-8b", "-c", "8k", "--launch", "--model-ref=--"]])
+def test_option_given_as_equals_double_dash(args, capsys):
+    # argparse turns `--flag=--` into [] (not a string, not converted by type=int): commands
+    # then called .strip()/.lower() on a list.
+    from kvcap.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected one argument" in err
+
+
+def test_engine_that_is_not_a_name():
+    import kvcap
+    from kvcap.errors import OptionsError
+    with pytest.raises(OptionsError, match="an engine is given by name"):
+        kvcap.plan(kvcap.load_model(_tiny_llama()), "rtx-4090", engine=["mlc"])
+
+
+def test_phi3_vision_img_processor_model_name_that_is_an_object():
+    from kvcap.model import catalog, load_model
+    entry = next(e for e in catalog.entries() if isinstance(e.config().get("img_processor"), dict))
+    cfg = entry.config()
+    cfg["img_processor"] = dict(cfg["img_processor"], model_name={"a": 1})
+    with pytest.raises(ModelError, match="vision tower") as e:
+        load_model(cfg)
+    _one_line(e.value)

@@ -35,6 +35,8 @@ def available() -> list[str]:
 
 
 def get_engine(name: str) -> ModuleType:
+    if not isinstance(name, str):
+        raise OptionsError(f"an engine is given by name, got {name!r}; supported: {', '.join(available())}")
     key = ALIASES.get(name.lower(), name.lower())
     loaded = sys.modules.get(f"{__name__}.{ENGINES.get(key, '')}")
     if loaded is not None:  # already imported: skip the file-system search of available()

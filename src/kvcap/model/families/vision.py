@@ -32,7 +32,8 @@ def vision_tensors(cfg: Mapping[str, Any], text_hidden: int) -> list[Tensor]:
         return []
     if not isinstance(proc, dict):
         raise ModelError("config field 'img_processor' must be an object")
-    tower = _TOWERS.get(proc.get("model_name", ""))
+    model_name = proc.get("model_name", "")
+    tower = _TOWERS.get(model_name) if isinstance(model_name, str) else None   # a dict is unhashable
     if tower is None:
         raise ModelError(
             f"vision tower {proc.get('model_name')!r} is not supported; supported: {', '.join(_TOWERS)}"
