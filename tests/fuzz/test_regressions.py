@@ -314,3 +314,11 @@ def test_phi3_vision_img_processor_model_name_that_is_an_object():
     with pytest.raises(ModelError, match="vision tower") as e:
         load_model(cfg)
     _one_line(e.value)
+
+
+def test_qwen3_next_mlp_only_layers_that_is_a_number():
+    from kvcap.model import catalog, load_model
+    entry = next(e for e in catalog.entries() if e.model_type == "qwen3_next")
+    with pytest.raises(ModelError, match="'mlp_only_layers' must be a list") as e:
+        load_model(dict(entry.config(), mlp_only_layers=3.5))
+    _one_line(e.value)

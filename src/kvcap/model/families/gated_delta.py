@@ -48,6 +48,8 @@ def build(cfg: Mapping[str, Any], name: str, source: str) -> ModelSpec:
     n_exp = C.get_int(cfg, "num_experts", default=0, minimum=0)
     top_k = C.get_int(cfg, "num_experts_per_tok", default=0, minimum=0) if n_exp else 0
     only = cfg.get("mlp_only_layers") or []
+    if not isinstance(only, list):      # as moe.py checks it: `i in 3.5` is a TypeError
+        raise C.ModelError("config field 'mlp_only_layers' must be a list")
     step = C.get_int(cfg, "decoder_sparse_step", default=1)
 
     def mlp(p: str, i: int, part: str) -> list[Tensor]:
