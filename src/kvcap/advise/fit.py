@@ -25,6 +25,9 @@ from .types import Config, FitResult, Miss, Solution, undominated
 
 DEFAULT_MAX_GPUS = 8
 DEFAULT_TOP = 10
+# The search plans every node count up to --nodes: this bounds its time and memory (512 GPUs
+# of 8 per node is far past what one replica of any catalog model needs).
+MAX_NODES = 64
 
 __all__ = ["fit", "FitResult", "Solution", "Miss", "Config"]
 
@@ -113,6 +116,9 @@ def _check_target(model: ModelSpec, context: int, concurrency: int, max_gpus: in
         raise OptionsError(f"--concurrency must be at least 1 sequence, got {concurrency!r}")
     if max_gpus < 1 or nodes < 1 or top < 1:
         raise OptionsError(f"--max-gpus, --nodes and --top must be at least 1, got {max_gpus}, {nodes}, {top}")
+    if nodes > MAX_NODES:
+        # --nodes 100000 ran past 4 GiB and a minute.
+        raise OptionsError(f"--nodes {nodes}: kvcap searches layouts over at most {MAX_NODES} nodes")
     window = model.context_window
     if window and context > window and not allow_long:
         raise OptionsError(f"--context {context:,} is above {model.name}'s context window of {window:,} tokens; "
