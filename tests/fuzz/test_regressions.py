@@ -327,9 +327,11 @@ def test_qwen3_next_mlp_only_layers_that_is_a_number():
 def test_fit_over_a_hundred_thousand_nodes_is_refused_not_searched():
     # `kvcap fit … --nodes 100000` planned every node count: > 4 GiB and > 60 s.
     import kvcap
-    from kvcap.advise.fit import MAX_NODES, fit
+    from kvcap.advise.fit import MAX_GPUS_PER_NODE, MAX_NODES, fit
     from kvcap.errors import OptionsError
     model = kvcap.load_model("llama-3.1-8b")
     with pytest.raises(OptionsError, match=f"at most {MAX_NODES} nodes"):
         fit(model, 8192, nodes=100_000)
+    with pytest.raises(OptionsError, match=f"at most {MAX_GPUS_PER_NODE} GPUs per node"):
+        fit(model, 8192, max_gpus=2**31, complete=True)      # 28 s with --all before the bound
     assert fit(model, 8192, nodes=MAX_NODES, devices=[kvcap.get_device("h100-sxm")]).feasible

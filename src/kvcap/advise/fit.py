@@ -28,6 +28,7 @@ DEFAULT_TOP = 10
 # The search plans every node count up to --nodes: this bounds its time and memory (512 GPUs
 # of 8 per node is far past what one replica of any catalog model needs).
 MAX_NODES = 64
+MAX_GPUS_PER_NODE = 1024    # an NVL72 rack is 72 GPUs in one NVLink domain; 2^31 took 28 s with --all
 
 __all__ = ["fit", "FitResult", "Solution", "Miss", "Config"]
 
@@ -116,6 +117,8 @@ def _check_target(model: ModelSpec, context: int, concurrency: int, max_gpus: in
         raise OptionsError(f"--concurrency must be at least 1 sequence, got {concurrency!r}")
     if max_gpus < 1 or nodes < 1 or top < 1:
         raise OptionsError(f"--max-gpus, --nodes and --top must be at least 1, got {max_gpus}, {nodes}, {top}")
+    if max_gpus > MAX_GPUS_PER_NODE:
+        raise OptionsError(f"--max-gpus {max_gpus}: kvcap searches at most {MAX_GPUS_PER_NODE} GPUs per node")
     if nodes > MAX_NODES:
         # --nodes 100000 ran past 4 GiB and a minute.
         raise OptionsError(f"--nodes {nodes}: kvcap searches layouts over at most {MAX_NODES} nodes")
