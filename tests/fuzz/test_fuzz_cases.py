@@ -19,7 +19,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(Heal
 def test_mutated_case_files(tmp_path_factory, cases, rng):
     world = World(tmp_path_factory.getbasetemp() / "cases-world", cases)
     path = world.case_file(rng)
-    assert_clean(oracle.call(targets.validate_file, path, timeout_s=20), path.read_bytes()[:1500])
+    assert_clean(oracle.call(targets.validate_file, path, timeout_s=60), path.read_bytes()[:1500])
 
 
 @settings(FUZZ, max_examples=40)
@@ -27,7 +27,7 @@ def test_mutated_case_files(tmp_path_factory, cases, rng):
 def test_mutated_case_files_through_the_cli(tmp_path_factory, cases, rng):
     world = World(tmp_path_factory.getbasetemp() / "cases-world-cli", cases)
     args = ["validate", str(world.case_file(rng))] + rng.choice(([], ["--json"], ["--check"]))
-    assert_clean(oracle.cli(args, timeout_s=20), args)
+    assert_clean(oracle.cli(args, timeout_s=60), args)
 
 
 def test_the_real_cases_seed_the_fuzzer(cases):

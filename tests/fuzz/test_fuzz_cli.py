@@ -21,7 +21,7 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(Heal
 @given(st.randoms(use_true_random=False))
 def test_random_command_lines(world, rng):
     args = argv.argv(rng, world)
-    assert_clean(oracle.cli(args, timeout_s=20), args)
+    assert_clean(oracle.cli(args, timeout_s=60), args)
 
 
 @pytest.mark.parametrize("command", sorted(argv.commands()))
@@ -31,7 +31,7 @@ def test_each_command(world, command):
     @given(st.randoms(use_true_random=False))
     def run(rng):
         args = argv.argv(rng, world, command)
-        assert_clean(oracle.cli(args, timeout_s=20), args)
+        assert_clean(oracle.cli(args, timeout_s=60), args)
     run()
 
 
