@@ -335,3 +335,11 @@ def test_fit_over_a_hundred_thousand_nodes_is_refused_not_searched():
     with pytest.raises(OptionsError, match=f"at most {MAX_GPUS_PER_NODE} GPUs per node"):
         fit(model, 8192, max_gpus=2**31, complete=True)      # 28 s with --all before the bound
     assert fit(model, 8192, nodes=MAX_NODES, devices=[kvcap.get_device("h100-sxm")]).feasible
+
+
+def test_case_model_name_that_is_an_object(tmp_path):
+    # A llama.cpp case's model.name reached the family builder as its name: str.startswith(dict).
+    from kvcap.validate import CaseFileError, validate
+    case = _case(engine="llamacpp", model={"name": {"a": 1}, "gguf_metadata": {"general.architecture": "llama"}})
+    with pytest.raises(CaseFileError, match="'model.name' must be a string or null"):
+        validate([_cases_file(tmp_path, case)])

@@ -30,6 +30,8 @@ def problem(case: dict) -> str | None:
         if not isinstance(case.get(key), (dict, type(None))):
             return f"'{key}' must be an object"
     model = case.get("model") or {}
+    if not isinstance(model.get("name"), (str, type(None))):
+        return "'model.name' must be a string or null"
     for key in ("hf_config", "gguf_metadata"):
         if not isinstance(model.get(key), (dict, type(None))):
             return f"'model.{key}' must be an object"
