@@ -32,8 +32,11 @@ def numeric_variant(rng: random.Random, value: Any) -> Any:
         return garbage(rng)
     ops = (lambda v: 0, lambda v: -v, lambda v: v + 1, lambda v: v - 1, lambda v: v * 2, lambda v: v * 1000,
            lambda v: v // 3 if isinstance(v, int) else v / 3, lambda v: v + 0.5, lambda v: v * 2**40,
-           lambda v: float(v) if abs(v) < 1e300 else -v, lambda v: math.nan, lambda v: math.inf, lambda v: str(v), lambda v: [v])
-    return rng.choice(ops)(value)
+           lambda v: float(v), lambda v: math.nan, lambda v: math.inf, lambda v: str(v), lambda v: [v])
+    try:
+        return rng.choice(ops)(value)
+    except OverflowError:           # an int past float range met a float op: keep it an int
+        return -value
 
 
 def _places(tree: Any, path: tuple = ()) -> list[tuple]:
