@@ -84,7 +84,11 @@ def cli(argv: list[str], timeout_s: float = 10.0) -> Outcome:
         return Outcome(HANG, f"{argv}: {e}")
     except Exception as e:  # noqa: BLE001
         return Outcome(TRACEBACK, f"{argv}: {_tail(e)}")
-    text = err.getvalue()
+    return judge_exit(argv, rc, err.getvalue())
+
+
+def judge_exit(argv: list[str], rc: object, text: str) -> Outcome:
+    """The outcome of a finished command from its exit code and stderr (in-process or not)."""
     if "Traceback (most recent call last)" in text:
         return Outcome(TRACEBACK, f"{argv}: {text[-600:]}")
     if rc in (0, 1):
