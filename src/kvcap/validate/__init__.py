@@ -156,7 +156,8 @@ def replay(case: dict) -> dict:
         # not judged: it is listed in the reason, never counted as a pass.
         if p1 is None and p2 is None:
             ok, how = None, None
-        elif given and p2 is not None and bounds.get(name) == "upper":
+        elif given and p2 is not None and bounds.get(name) == "upper" and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in (obs, p2)):   # a string obs: equal or not
             ok, how = float(obs) <= float(p2) + tol, "from_given_upper_bound"
         else:
             ok = _close(obs, judged, tol)
