@@ -343,3 +343,24 @@ def test_case_model_name_that_is_an_object(tmp_path):
     case = _case(engine="llamacpp", model={"name": {"a": 1}, "gguf_metadata": {"general.architecture": "llama"}})
     with pytest.raises(CaseFileError, match="'model.name' must be a string or null"):
         validate([_cases_file(tmp_path, case)])
+
+
+def test_observed_string_where_a_bounded_count_is_expected(tmp_path):
+    # A TP>1 vLLM case judges its counts as upper bounds from given: float('float16') raised.
+    from kvcap.validate import validate
+    case = _case(options={"tensor_parallel_size": 2}, given={"available_kv_cache_bytes": 8 << 30},
+                 device={"backend": "cuda", "name": None, "total_memory_bytes": None},
+                 observed={"kv_cache_tokens": "float16", "num_gpu_blocks": 100})
+    out = validate([_cases_file(tmp_path, case)])["cases"][0]
+    field = next(f for f in out["fields"] if f["name"] == "kv_cache_tokens")
+    assert field["ok"] is False
+
+
+def test_phi3_vision_image_dim_out_that_is_an_object():
+    from kvcap.model import catalog, load_model
+    entry = next(e for e in catalog.entries() if isinstance(e.config().get("img_processor"), dict))
+    cfg = entry.config()
+    cfg["img_processor"] = dict(cfg["img_processor"], image_dim_out={"a": 1})
+    with pytest.raises(ModelError, match="'image_dim_out'") as e:
+        load_model(cfg)
+    _one_line(e.value)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ...errors import ModelError
+from .. import config as C
 from ..spec import BIAS, LINEAR, NORM, OTHER, REP, Tensor
 
 # openai/clip-vit-large-patch14-336: the tower Phi-3/3.5-vision embed (img_processor.model_name).
@@ -39,7 +40,7 @@ def vision_tensors(cfg: Mapping[str, Any], text_hidden: int) -> list[Tensor]:
             f"vision tower {proc.get('model_name')!r} is not supported; supported: {', '.join(_TOWERS)}"
         )
     out = clip_tensors("vision.", **tower)
-    dim = int(proc.get("image_dim_out", tower["hidden"]))
+    dim = C.get_int(proc, "image_dim_out", default=tower["hidden"])
     embd = cfg.get("embd_layer") or {}
     if not isinstance(embd, dict):
         raise ModelError(f"config field 'embd_layer' must be an object, got {embd!r}")
