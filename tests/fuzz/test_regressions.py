@@ -364,3 +364,13 @@ def test_phi3_vision_image_dim_out_that_is_an_object():
     with pytest.raises(ModelError, match="'image_dim_out'") as e:
         load_model(cfg)
     _one_line(e.value)
+
+
+@pytest.mark.parametrize("bits", ["x", [4]])
+def test_fit_on_an_mlx_checkpoint_whose_bits_are_not_a_number(bits):
+    # fit's adapter took float() of the config's quantization.bits: ValueError / TypeError.
+    import kvcap
+    from kvcap.advise.fit import fit
+    with pytest.raises(ModelError, match="'quantization.bits' must be a number of bits") as e:
+        fit(kvcap.load_model(_tiny_llama(quantization={"bits": bits, "group_size": 64})), 1024)
+    _one_line(e.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..errors import ModelError
 from ..model.spec import ModelSpec
 from ..plan import INSUFFICIENT, Plan
 
@@ -39,6 +40,13 @@ class Served:
     over_cap: bool = False           # MLC on Metal past the 32,768-token cap (set explicitly)
 
 
+def _bits(value: Any, where: str) -> float:
+    # The config's own number: a string or list here is a corrupt config (float() would raise).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 64:
+        raise ModelError(f"config field '{where}' must be a number of bits, got {value!r}")
+    return float(value)
+
+
 def _ckpt_bits(model: ModelSpec) -> float | None:
     """Bits per weight of an already-quantized checkpoint (None: unquantized)."""
     q = dict(model.quantization or {})
@@ -48,11 +56,11 @@ def _ckpt_bits(model: ModelSpec) -> float | None:
         q = {**qc, **q}
     mlx_q = cfg.get("quantization") if isinstance(cfg, Mapping) else None
     if isinstance(mlx_q, Mapping) and mlx_q.get("bits"):
-        return float(mlx_q["bits"])
+        return _bits(mlx_q["bits"], "quantization.bits")
     if not q:
         return None
     if q.get("bits") or q.get("w_bit"):
-        return float(q.get("bits") or q.get("w_bit"))
+        return _bits(q.get("bits") or q.get("w_bit"), "quantization_config.bits")
     method = str(q.get("quant_method") or q.get("method") or q.get("format") or "").lower()
     if "fp8" in method or "int8" in method:
         return 8.0
