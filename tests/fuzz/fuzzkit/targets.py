@@ -34,7 +34,19 @@ def load_and_plan(source: Any, rng: random.Random) -> None:
             options[rng.choice(names)] = rng.choice((w.value(rng), 1, 0, -1, 2**40, 0.5, True, None))
     device = kvcap.get_device(rng.choice(DEVICES))
     LAST.update(engine=engine, device=device.key, options=options)
-    kvcap.plan(model, device, engine=engine, **options)
+    plan = kvcap.plan(model, device, engine=engine, **options)
+    r = rng.random()
+    if r < 0.25:     # what `kvcap plan` adds: ranked what-ifs, the text report, the launch command
+        from kvcap.advise.report import plan_extras
+        from kvcap.report import text
+        LAST["then"] = "plan_extras"
+        plan_extras(plan, True, True, None)
+        text.render(plan)
+        plan.to_json()
+    elif r < 0.3:    # the solver, on one device so that it stays quick
+        from kvcap.advise.fit import fit
+        LAST["then"] = "fit"
+        fit(model, rng.choice((1024, 32768)), rng.choice((1, 8)), devices=[device], top=3)
 
 
 def load_only(source: Any) -> None:
