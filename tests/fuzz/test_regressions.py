@@ -374,3 +374,74 @@ def test_fit_on_an_mlx_checkpoint_whose_bits_are_not_a_number(bits):
     with pytest.raises(ModelError, match="'quantization.bits' must be a number of bits") as e:
         fit(kvcap.load_model(_tiny_llama(quantization={"bits": bits, "group_size": 64})), 1024)
     _one_line(e.value)
+
+
+# --- MLX: a 2^40-token context walked chunk by chunk ------------------------------------------------
+def _reference_kvcache(context, step):
+    """KVCache.update_and_fetch chunk by chunk, as mlx_cache did before it skipped periods."""
+    from kvcap.engines.mlx_cache import STEP, prefill_chunks
+    cap = offset = 0
+    for n in prefill_chunks(context, step):
+        if offset + n > cap:
+            if offset % STEP:
+                cap = offset
+            cap += -(-n // STEP) * STEP
+        offset += n
+    return cap
+
+
+def _reference_rotating(context, step, max_size):
+    from kvcap.engines.mlx_cache import STEP, prefill_chunks
+    size = offset = idx = peak = 0
+    started = False
+    for n in prefill_chunks(context, step):
+        if n > 1:
+            if not started:
+                size = n
+            else:
+                if not (idx == size or idx < offset):
+                    size = idx
+                trim = size - max_size + 1
+                if trim > 0:
+                    size -= trim
+                size += n
+            offset += n
+            idx = size
+        else:
+            if not started or (offset >= size and size < max_size):
+                size += min(STEP, max_size - offset)
+                idx = offset
+            if size > max_size:
+                size = idx = max_size
+            if idx == max_size:
+                idx = 0
+            offset += 1
+            idx += 1
+        started = True
+        peak = max(peak, size)
+    return peak, size
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=400, deadline=None)
+@given(context=st.integers(min_value=0, max_value=20_000), step=st.integers(min_value=1, max_value=3000),
+       max_size=st.integers(min_value=1, max_value=5000))
+def test_mlx_cache_shortcuts_equal_the_chunk_by_chunk_walk(context, step, max_size):
+    from kvcap.engines.mlx_cache import rotating_sizes, simulate_kvcache
+    assert simulate_kvcache(context, step) == _reference_kvcache(context, step)
+    assert rotating_sizes(context, step, max_size) == _reference_rotating(context, step, max_size)
+
+
+def test_mlx_context_of_2_40_tokens_is_quick():
+    # gemma-2 (sliding window) under MLX with context=2^40 walked ~5e8 prompt chunks one by
+    # one (a list of them, too): > 30 s and +500 MiB.
+    import time
+    import kvcap
+    model = kvcap.load_model("gemma2_2b")
+    t0 = time.monotonic()
+    for step in (2048, 1, 300):
+        plan = kvcap.plan(model, "iphone-15-pro", engine="mlx", context=2**40, prefill_step_size=step)
+        assert not plan.fits
+    assert time.monotonic() - t0 < 10

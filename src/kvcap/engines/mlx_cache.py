@@ -45,15 +45,40 @@ def kvcache_capacity(context: int, prefill_step: int) -> int:
     return simulate_kvcache(context, prefill_step)
 
 
+def _chunk_runs(context: int, prefill_step: int) -> list[tuple[int, int]]:
+    """prefill_chunks as (tokens, how many chunks in a row): k full chunks, the rest, the last token.
+    A 2^40-token context is ~5e8 chunks: they are walked as runs, never listed."""
+    if context < 1:
+        return []
+    k, r = divmod(context - 1, prefill_step)
+    return [(n, c) for n, c in ((prefill_step, k), (r, 1), (1, 1)) if n and c]
+
+
 def simulate_kvcache(context: int, prefill_step: int) -> int:
     """`KVCache.update_and_fetch` chunk by chunk."""
     cap = offset = 0
-    for n in prefill_chunks(context, prefill_step):
-        if offset + n > cap:
-            if offset % STEP:
-                cap = offset  # cut to the tokens held before growing
-            cap += _ceil(n, STEP) * STEP
-        offset += n
+    for n, count in _chunk_runs(context, prefill_step):
+        seen: dict[tuple[int, int], tuple[int, int, int]] = {}
+        i = 0
+        while i < count:
+            # (cap − offset, offset mod 256) fixes what every later chunk of this size does: once
+            # it repeats, whole periods are skipped (the cap grows by the same amount each one).
+            state = (cap - offset, offset % STEP)
+            if state in seen and count - i > 1:
+                j, cap_j, offset_j = seen.pop(state)
+                periods = (count - i) // (i - j)
+                cap += periods * (cap - cap_j)
+                offset += periods * (offset - offset_j)
+                i += periods * (i - j)
+                seen.clear()
+                continue
+            seen[state] = (i, cap, offset)
+            if offset + n > cap:
+                if offset % STEP:
+                    cap = offset  # cut to the tokens held before growing
+                cap += _ceil(n, STEP) * STEP
+            offset += n
+            i += 1
     return cap
 
 
@@ -65,32 +90,45 @@ def rotating_sizes(context: int, prefill_step: int, max_size: int) -> tuple[int,
     """
     size = offset = idx = peak = 0
     started = False
-    for n in prefill_chunks(context, prefill_step):
-        if n > 1:
-            if not started:
-                size = n
-            else:
-                if not (idx == size or idx < offset):
-                    size = idx  # _temporal_order slices off the unused end
-                trim = size - max_size + 1
-                if trim > 0:
-                    size -= trim
-                size += n
-            offset += n
-            idx = size
-        else:
-            if not started or (offset >= size and size < max_size):
-                size += min(STEP, max_size - offset)
-                idx = offset
-            if size > max_size:
-                size = idx = max_size
-            if idx == max_size:
-                idx = 0
-            offset += 1
-            idx += 1
-        started = True
-        peak = max(peak, size)
+    for n, count in _chunk_runs(context, prefill_step):
+        for i in range(count):
+            before = size
+            size, offset, idx, started = _rotating_step(n, size, offset, idx, started, max_size)
+            peak = max(peak, size)
+            if size == before and offset > max_size and i + 1 < count:
+                # A fixed point: each further chunk of n tokens leaves the array's length as it
+                # is (only offset moves, and past max_size it no longer steers a branch).
+                offset += n * (count - i - 1)
+                break
     return peak, size
+
+
+def _rotating_step(n: int, size: int, offset: int, idx: int, started: bool,
+                   max_size: int) -> tuple[int, int, int, bool]:
+    """One chunk of `n` tokens through `RotatingKVCache` (its array length, not its contents)."""
+    if n > 1:
+        if not started:
+            size = n
+        else:
+            if not (idx == size or idx < offset):
+                size = idx  # _temporal_order slices off the unused end
+            trim = size - max_size + 1
+            if trim > 0:
+                size -= trim
+            size += n
+        offset += n
+        idx = size
+    else:
+        if not started or (offset >= size and size < max_size):
+            size += min(STEP, max_size - offset)
+            idx = offset
+        if size > max_size:
+            size = idx = max_size
+        if idx == max_size:
+            idx = 0
+        offset += 1
+        idx += 1
+    return size, offset, idx, True
 
 
 def largest_chunk_scores(context: int, prefill_step: int, kv_limit: int) -> int:
