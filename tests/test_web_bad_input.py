@@ -14,6 +14,29 @@ from test_web_api import get_json, request, server  # noqa: F401 (the module's s
 
 OK = "model=llama3_1_8b&device=h100-sxm"
 
+
+def read_response(s: socket.socket) -> bytes:
+    """One whole HTTP response: the head, then Content-Length bytes of body (a single recv may
+    return the head alone, since the server writes head and body separately)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
 BAD_GETS = [
     # names that look like paths or URLs: refused before any lookup
     ("/api/plan?model=../../etc/passwd&device=h100-sxm", 400, "path"),
@@ -126,7 +149,7 @@ def test_garbage_request_line_is_a_json_4xx(server):
     host, port = server.server_address[:2]
     with socket.create_connection((host, port), timeout=30) as s:
         s.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
-        data = s.recv(65536)
+        data = read_response(s)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.split()[1].startswith(b"4") and b'"error"' in body
 
@@ -139,7 +162,7 @@ def test_oversized_upload_is_refused_before_it_is_read(server, extra):
         s.sendall(b"POST /api/upload?filename=big.gguf HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Kvcap: 1\r\n"
                   b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % (server.max_upload + extra))
         s.sendall(b"GGUF" * 1024)   # the start of a body the server must not wait for
-        data = s.recv(65536)
+        data = read_response(s)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.split()[1] == b"413" and b"above the limit" in body
 
@@ -179,7 +202,7 @@ def test_upload_needs_the_page_header_and_a_length(server):
     with socket.create_connection((host, port), timeout=30) as s:
         s.sendall(b"POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Kvcap: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
                   b"2\r\n{}\r\n0\r\n\r\n")
-        data = s.recv(65536)
+        data = read_response(s)
     assert data.split()[1] == b"411"
 
 
