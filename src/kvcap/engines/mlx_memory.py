@@ -14,6 +14,7 @@ from ..device.spec import DeviceSpec
 from ..errors import ModelError, OptionsError
 from ..model.spec import CHUNKED, MLA, NONE, RECURRENT, SLIDING, ModelSpec
 from ..plan import Ledger
+from .base import whole
 from .mlx_cache import (LayerArrays, kvcache_capacity, largest_chunk_scores, plain_arrays, quantized_arrays,
                         rotating_sizes)
 from .mlx_weights import DTYPE_BYTES, WeightArrays, checkpoint_quant, page_round, weight_arrays
@@ -37,11 +38,7 @@ def _opt_int(options: Mapping[str, Any], name: str, default: int | None, minimum
     value = options.get(name)
     if value is None:           # an option passed as None is unset (not a None count)
         value = default
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OptionsError(f"mlx: {name} must be an integer ≥ {minimum}, got {value!r}")
-    return value
+    return None if value is None else whole("mlx: " + name, value, minimum)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..errors import DeviceError, ModelError, OptionsError
 from ..model.spec import ModelSpec
 from ..plan import INSUFFICIENT, MEMORY, USER_OVERRIDE, Binding, Ledger, Plan, WhatIf
 from ..units import GiB, MiB
-from .base import check_options
+from .base import check_options, whole
 from .sglang_defaults import NEWEST, check_version, memory_defaults, read_wheel
 from .sglang_pool import build_pool, kv_dtype_bytes
 from .sglang_weights import weights_per_rank
@@ -65,11 +65,7 @@ def _int(options: Mapping[str, Any], name: str, default: int | None, minimum: in
     value = options.get(name)
     if value is None:           # an option passed as None is unset (not a None count)
         value = default
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OptionsError(f"sglang: --{name.replace('_', '-')} must be an integer ≥ {minimum}, got {value!r}")
-    return value
+    return None if value is None else whole("sglang: --" + name.replace('_', '-'), value, minimum)
 
 
 def _bool(options: Mapping[str, Any], name: str) -> bool:
