@@ -151,41 +151,30 @@ def check(argv: list[str], tab: Table, program: str) -> list[str]:
     return problems
 
 
+def _check_pairs(pairs, known: Mapping, prefix: str, unknown: str) -> list[str]:
+    """Each (key, value) against a table of known keys and their value types."""
+    problems = []
+    for key, value in pairs:
+        if key not in known:
+            problems.append(f"{prefix}{key}: {unknown}")
+        else:
+            why = check_value(known[key], str(value))
+            if why:
+                problems.append(f"{prefix}{key}: {why}")
+    return problems
+
+
 def check_overrides(text: str, tab: Table) -> list[str]:
     """MLC's --overrides "k=v;k=v" (EngineConfigOverride.from_str turns each into --k v)."""
-    problems = []
-    for item in filter(None, text.split(";")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            problems.append(f"--overrides {item!r}: expected key=value")
-        elif key not in tab.overrides:
-            problems.append(f"--overrides {key}: not an EngineConfigOverride field of {tab.cite()}")
-        else:
-            why = check_value(tab.overrides[key], value)
-            if why:
-                problems.append(f"--overrides {key}: {why}")
-    return problems
+    items = [item.partition("=") for item in filter(None, text.split(";"))]
+    malformed = [f"--overrides {k!r}: expected key=value" for k, sep, _ in items if not sep]
+    return malformed + _check_pairs([(k, v) for k, sep, v in items if sep], tab.overrides, "--overrides ",
+                                    f"not an EngineConfigOverride field of {tab.cite()}")
 
 
 def check_env(env: Mapping[str, str], tab: Table) -> list[str]:
-    problems = []
-    for k, v in env.items():
-        if k not in tab.env:
-            problems.append(f"{k}: {tab.cite()} reads no such variable")
-        else:
-            why = check_value(tab.env[k], v)
-            if why:
-                problems.append(f"{k}: {why}")
-    return problems
+    return _check_pairs(env.items(), tab.env, "", f"{tab.cite()} reads no such variable")
 
 
 def check_options(opts: Mapping[str, str], tab: Table) -> list[str]:
-    problems = []
-    for k, v in opts.items():
-        if k not in tab.options:
-            problems.append(f"PARAMETER {k}: not an option of {tab.cite()}")
-        else:
-            why = check_value(tab.options[k], str(v))
-            if why:
-                problems.append(f"PARAMETER {k}: {why}")
-    return problems
+    return _check_pairs(opts.items(), tab.options, "PARAMETER ", f"not an option of {tab.cite()}")
